@@ -1,0 +1,111 @@
+//! The closed vocabularies of the protocol: `Policy`, `Resolution`, `Winner`.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::ConflictError;
+
+/// Defines a closed word list: `as_str`, `ALL`, Display, FromStr (ASCII case-insensitive),
+/// and serde as the snake_case word.
+macro_rules! words {
+    ($(#[$meta:meta])* $name:ident, $err:ident { $($(#[$vmeta:meta])* $variant:ident => $word:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the protocol's order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The protocol's word.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ConflictError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str().eq_ignore_ascii_case(s))
+                    .ok_or_else(|| ConflictError::$err(s.to_owned()))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+words! {
+    /// A conflict policy (PROTOCOL.md 4.1/4.2).
+    Policy, UnknownPolicy {
+        /// The client's full state wins.
+        ClientWins => "client_wins",
+        /// The server's full state wins.
+        ServerWins => "server_wins",
+        /// The later `modified_at` wins; equal times: the greater device id.
+        MostRecentWins => "most_recent_wins",
+        /// Three-way merge against the base; both-changed fields by most_recent_wins.
+        FieldMerge => "field_merge",
+        /// `field_merge`, and the ticket's critical fields never move backwards.
+        PreserveEscalation => "preserve_escalation",
+        /// The stored record stays; an admin decides.
+        Manual => "manual",
+    }
+}
+
+words! {
+    /// The result of a conflict as the conflict log records it.
+    Resolution, UnknownResolution {
+        Resolved => "resolved",
+        ManualRequired => "manual_required",
+        Failed => "failed",
+    }
+}
+
+words! {
+    /// Whose state stands after a conflict.
+    Winner, UnknownWinner {
+        Client => "client",
+        Server => "server",
+        Merged => "merged",
+        None => "none",
+    }
+}
+
+impl Policy {
+    /// Whether the policy resolves conflicts by itself (everything but `manual`).
+    pub const fn is_automatic(self) -> bool {
+        !matches!(self, Policy::Manual)
+    }
+
+    /// Whether the policy merges field by field (and so needs the base version).
+    pub const fn is_merge(self) -> bool {
+        matches!(self, Policy::FieldMerge | Policy::PreserveEscalation)
+    }
+}
