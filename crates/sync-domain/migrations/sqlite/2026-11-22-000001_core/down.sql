@@ -1,0 +1,9 @@
+DROP TABLE purge_marks;
+DROP TABLE idempotency_keys;
+DROP TABLE record_versions;
+DROP TABLE records;
+DROP TABLE devices;
+DROP TABLE api_tokens;
+DROP TABLE users;
+DROP TABLE change_counters;
+DROP TABLE tenants;

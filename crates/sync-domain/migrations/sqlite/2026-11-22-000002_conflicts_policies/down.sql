@@ -1,0 +1,2 @@
+DROP TABLE tenant_policies;
+DROP TABLE conflicts;

@@ -1,0 +1,604 @@
+//! The `Database` handle: one connection pool over SQLite or PostgreSQL, migrations, and the
+//! transaction entry points (async ones run the blocking diesel work on tokio's blocking pool).
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, Connection, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::R2D2Connection;
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::{Error, Result};
+
+/// Migrations for SQLite (`migrations/sqlite`), embedded in the binary.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// Migrations for PostgreSQL (`migrations/postgres`), embedded in the binary.
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Session-level advisory lock key that serialises `migrate` across nodes on PostgreSQL
+/// (`'sync'` in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x7379_6e63;
+
+/// A connection to either backend. Queries written once against this type run on both.
+///
+/// Diesel's `MultiBackend` has no `ON CONFLICT` support, so the few statements that need it
+/// match on the variant with [`dispatch!`](crate::dispatch), which compiles the same diesel
+/// expression once per backend.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    /// A SQLite connection (WAL, `synchronous=NORMAL`, busy timeout, foreign keys on).
+    Sqlite(SqliteConnection),
+    /// A PostgreSQL connection.
+    Pg(PgConnection),
+}
+
+impl fmt::Debug for DbConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DbConnection::Sqlite(_) => "DbConnection::Sqlite",
+            DbConnection::Pg(_) => "DbConnection::Pg",
+        })
+    }
+}
+
+impl DbConnection {
+    /// Which backend this connection talks to.
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbConnection::Sqlite(_) => Backend::Sqlite,
+            DbConnection::Pg(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// Runs the same code against the concrete connection of either backend.
+///
+/// For the statements `MultiBackend` cannot express (`ON CONFLICT`, `RETURNING` on an upsert):
+/// the body is compiled twice, once with `$c: &mut SqliteConnection` and once with
+/// `$c: &mut PgConnection`.
+///
+/// ```
+/// # fn f(conn: &mut sync_domain::DbConnection) -> diesel::QueryResult<usize> {
+/// use diesel::prelude::*;
+/// use sync_domain::schema::tenants;
+/// sync_domain::dispatch!(conn, c => diesel::insert_into(tenants::table)
+///     .values((tenants::id.eq("acme"), tenants::created_at.eq(0_i64)))
+///     .on_conflict_do_nothing()
+///     .execute(c))
+/// # }
+/// ```
+#[macro_export]
+macro_rules! dispatch {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::DbConnection::Sqlite($c) => $body,
+            $crate::DbConnection::Pg($c) => $body,
+        }
+    };
+}
+
+/// The database product behind a [`Database`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// SQLite (bundled), the zero-setup default.
+    Sqlite,
+    /// PostgreSQL, the production store.
+    Postgres,
+}
+
+impl Backend {
+    /// `"sqlite"` or `"postgres"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Pool and session settings for [`Database::connect`]. `Default` suits a server.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Most connections in the pool (default 16 on PostgreSQL, 8 on SQLite, always 1 for
+    /// `sqlite::memory:`, whose database lives in its one connection).
+    pub max_connections: Option<u32>,
+    /// Connections kept open while idle (default 1).
+    pub min_idle: u32,
+    /// How long to wait for a pooled connection before reporting [`Error::Unavailable`]
+    /// (default 5 s). Also used as PostgreSQL's `connect_timeout` when the URL has none.
+    pub connection_timeout: Duration,
+    /// SQLite `busy_timeout` (default 5 s).
+    pub busy_timeout: Duration,
+    /// PostgreSQL schema to use (`SET search_path` on every new connection); `None` keeps the
+    /// server's default. The test harness uses it to give every test its own schema.
+    pub search_path: Option<String>,
+    /// Check out one connection in `connect` so that an unreachable database fails there
+    /// (default true). With false, `connect` never touches the database.
+    pub check_on_connect: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            max_connections: None,
+            min_idle: 1,
+            connection_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+            search_path: None,
+            check_on_connect: true,
+        }
+    }
+}
+
+/// What `ping` found: the database answered; are all embedded migrations applied?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    /// True when no embedded migration is pending.
+    pub migrations_current: bool,
+    /// Versions of the pending migrations (empty when current).
+    pub pending: Vec<String>,
+}
+
+/// Pool occupancy, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Open connections.
+    pub connections: u32,
+    /// Open connections not checked out.
+    pub idle: u32,
+    /// Pool size limit.
+    pub max_size: u32,
+}
+
+/// A cheap-to-clone handle on the connection pool. See the crate docs for the transaction
+/// model.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: r2d2::Pool<Manager>,
+    backend: Backend,
+    /// Serialises SQLite writers inside this process, so they queue in FIFO order on a mutex
+    /// instead of polling SQLite's busy handler (`BEGIN IMMEDIATE` still protects against
+    /// other processes).
+    sqlite_writer: Mutex<()>,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.inner.backend)
+            .field("pool", &self.pool_status())
+            .finish()
+    }
+}
+
+/// How a transaction begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxMode {
+    /// SQLite `BEGIN IMMEDIATE`; PostgreSQL `READ COMMITTED` (required by the change counter).
+    Write,
+    /// SQLite deferred `BEGIN`; PostgreSQL `REPEATABLE READ, READ ONLY` (one snapshot).
+    Read,
+}
+
+impl Database {
+    /// Opens a pool on `sqlite://PATH`, `sqlite::memory:` or `postgres://…` (also
+    /// `postgresql://…`). Does not run migrations: call [`Database::migrate`].
+    pub fn connect(url: &str, opts: ConnectOptions) -> Result<Database> {
+        let target = Target::parse(url, &opts)?;
+        let backend = target.backend();
+        let memory = matches!(target, Target::SqliteMemory);
+        let max_size = if memory {
+            1
+        } else {
+            opts.max_connections.unwrap_or(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+        }
+        .max(1);
+        let manager = Manager { target, busy_timeout: opts.busy_timeout, search_path: opts.search_path };
+        let mut builder = r2d2::Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(opts.min_idle.min(max_size)))
+            .connection_timeout(opts.connection_timeout)
+            .error_handler(Box::new(r2d2::NopErrorHandler));
+        if memory {
+            // The database dies with its only connection: never recycle it.
+            builder = builder.idle_timeout(None).max_lifetime(None).min_idle(Some(1));
+        }
+        let pool = builder.build_unchecked(manager);
+        let db = Database { inner: Arc::new(Inner { pool, backend, sqlite_writer: Mutex::new(()) }) };
+        if opts.check_on_connect {
+            db.conn()?;
+        }
+        Ok(db)
+    }
+
+    /// Which backend this handle talks to.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Pool occupancy.
+    pub fn pool_status(&self) -> PoolStatus {
+        let state = self.inner.pool.state();
+        PoolStatus {
+            connections: state.connections,
+            idle: state.idle_connections,
+            max_size: self.inner.pool.max_size(),
+        }
+    }
+
+    fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
+        Ok(self.inner.pool.get()?)
+    }
+
+    /// Runs the pending embedded migrations of this backend and returns their versions.
+    /// Blocking; on PostgreSQL an advisory lock makes concurrent callers (several nodes
+    /// starting at once) take turns.
+    pub fn migrate(&self) -> Result<Vec<String>> {
+        let mut conn = self.conn()?;
+        with_migration_lock(&mut conn, |conn| {
+            let applied = match conn {
+                DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+                DbConnection::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+            }
+            .map_err(|e| Error::Migration(e.to_string()))?;
+            Ok(applied.iter().map(ToString::to_string).collect())
+        })
+    }
+
+    /// Reverts every applied migration (drops all tables and their data): for tests and
+    /// tooling only. Returns the reverted versions, newest first.
+    pub fn revert_all_migrations(&self) -> Result<Vec<String>> {
+        let mut conn = self.conn()?;
+        with_migration_lock(&mut conn, |conn| {
+            let reverted = match conn {
+                DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS),
+                DbConnection::Pg(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS),
+            }
+            .map_err(|e| Error::Migration(e.to_string()))?;
+            Ok(reverted.iter().map(ToString::to_string).collect())
+        })
+    }
+
+    /// Checks that the database answers and reports whether migrations are current
+    /// (for `/readyz`). An unreachable database is [`Error::Unavailable`].
+    pub async fn ping(&self) -> Result<Readiness> {
+        let db = self.clone();
+        spawn(move || db.ping_sync()).await
+    }
+
+    /// Blocking [`Database::ping`].
+    pub fn ping_sync(&self) -> Result<Readiness> {
+        let mut conn = self.conn()?;
+        conn.ping().map_err(Error::from).map_err(|e| match e {
+            Error::Database(e) => Error::Unavailable(e.to_string()),
+            other => other,
+        })?;
+        let pending: Vec<String> = match &mut *conn {
+            DbConnection::Sqlite(c) => c
+                .pending_migrations(SQLITE_MIGRATIONS)
+                .map(|pending| pending.iter().map(|m| m.name().version().to_string()).collect()),
+            DbConnection::Pg(c) => c
+                .pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|pending| pending.iter().map(|m| m.name().version().to_string()).collect()),
+        }
+        .map_err(|e| Error::Migration(e.to_string()))?;
+        Ok(Readiness { migrations_current: pending.is_empty(), pending })
+    }
+
+    /// Runs `f` with a pooled connection on tokio's blocking pool, outside any transaction
+    /// (each statement commits on its own). Needs a tokio runtime.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.clone();
+        spawn(move || db.run_sync(f)).await
+    }
+
+    /// Blocking [`Database::run`], for the CLI, tests and code already on a blocking thread.
+    pub fn run_sync<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T>,
+    {
+        let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+
+    /// Runs `f` in a write transaction on tokio's blocking pool: committed when `f` returns
+    /// `Ok`, rolled back on `Err`.
+    ///
+    /// SQLite: writers of this process queue on a mutex, then `BEGIN IMMEDIATE` takes the
+    /// write lock up front, so a transaction never fails upgrading a read lock
+    /// (`SQLITE_BUSY`); other processes wait up to the busy timeout. PostgreSQL:
+    /// `READ COMMITTED`, which the change counter relies on (a writer waiting for the
+    /// counter row continues from the committed value instead of failing).
+    pub async fn write_tx<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.clone();
+        spawn(move || db.write_tx_sync(f)).await
+    }
+
+    /// Blocking [`Database::write_tx`].
+    pub fn write_tx_sync<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T>,
+    {
+        // The mutex guards no data, so a panic elsewhere cannot leave anything inconsistent.
+        let _writer = match self.inner.backend {
+            Backend::Sqlite => {
+                Some(self.inner.sqlite_writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            }
+            Backend::Postgres => None,
+        };
+        let mut conn = self.conn()?;
+        transaction(&mut conn, TxMode::Write, f)
+    }
+
+    /// Runs `f` in a read-only transaction that sees one snapshot (PostgreSQL
+    /// `REPEATABLE READ, READ ONLY`; SQLite a deferred transaction, whose WAL snapshot is
+    /// fixed at its first read). For a pull that reads a page, counts the rest and looks up
+    /// history consistently.
+    pub async fn read_tx<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.clone();
+        spawn(move || db.read_tx_sync(f)).await
+    }
+
+    /// Blocking [`Database::read_tx`].
+    pub fn read_tx_sync<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T>,
+    {
+        let mut conn = self.conn()?;
+        transaction(&mut conn, TxMode::Read, f)
+    }
+}
+
+/// Runs `f` in a write transaction on a connection the caller already holds (same begin
+/// semantics as [`Database::write_tx`], without the in-process SQLite writer mutex). Inside an
+/// open transaction it becomes a savepoint.
+pub fn write_transaction<T, F>(conn: &mut DbConnection, f: F) -> Result<T>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T>,
+{
+    transaction(conn, TxMode::Write, f)
+}
+
+fn transaction<T, F>(conn: &mut DbConnection, mode: TxMode, f: F) -> Result<T>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T>,
+{
+    begin(conn, mode)?;
+    match f(conn) {
+        Ok(value) => {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => match <DbConnection as Connection>::TransactionManager::rollback_transaction(conn) {
+            // A broken transaction manager is most likely a consequence of `e`: report `e`.
+            Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(e),
+            Err(rollback) => Err(rollback.into()),
+        },
+    }
+}
+
+fn begin(conn: &mut DbConnection, mode: TxMode) -> Result<()> {
+    let nested = <DbConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()?
+        .is_some();
+    if nested {
+        return Ok(<DbConnection as Connection>::TransactionManager::begin_transaction(conn)?);
+    }
+    let result = match (conn, mode) {
+        (DbConnection::Sqlite(c), TxMode::Write) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+        }
+        (DbConnection::Sqlite(c), TxMode::Read) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN"),
+        (DbConnection::Pg(c), TxMode::Write) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN ISOLATION LEVEL READ COMMITTED")
+        }
+        (DbConnection::Pg(c), TxMode::Read) => AnsiTransactionManager::begin_transaction_sql(
+            c,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        ),
+    };
+    Ok(result?)
+}
+
+fn with_migration_lock<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T>,
+) -> Result<T> {
+    if let DbConnection::Pg(c) = conn {
+        c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+        let result = f(conn);
+        if let DbConnection::Pg(c) = conn {
+            c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
+        }
+        result
+    } else {
+        f(conn)
+    }
+}
+
+async fn spawn<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::TaskFailed(e.to_string()))?
+}
+
+/// Where the pool connects, parsed from the URL.
+#[derive(Debug, Clone)]
+enum Target {
+    SqliteFile(String),
+    SqliteMemory,
+    Postgres(String),
+}
+
+impl Target {
+    fn parse(url: &str, opts: &ConnectOptions) -> Result<Target> {
+        if url == "sqlite::memory:" || url == "sqlite://:memory:" {
+            return Ok(Target::SqliteMemory);
+        }
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err(Error::InvalidUrl("sqlite URL without a path".into()));
+            }
+            return Ok(Target::SqliteFile(path.to_owned()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut url = url.to_owned();
+            if !url.contains("connect_timeout=") {
+                let secs = opts.connection_timeout.as_secs().max(1);
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(&format!("connect_timeout={secs}"));
+            }
+            return Ok(Target::Postgres(url));
+        }
+        Err(Error::InvalidUrl(format!(
+            "expected sqlite://PATH, sqlite::memory: or postgres://…, got {:?}",
+            redact(url)
+        )))
+    }
+
+    fn backend(&self) -> Backend {
+        match self {
+            Target::SqliteFile(_) | Target::SqliteMemory => Backend::Sqlite,
+            Target::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// r2d2 manager that opens the right variant and applies the session settings (diesel's
+/// `ConnectionManager<DbConnection>` would try every variant in turn, and would happily open a
+/// SQLite file named like a PostgreSQL URL when PostgreSQL is down).
+#[derive(Debug)]
+struct Manager {
+    target: Target,
+    busy_timeout: Duration,
+    search_path: Option<String>,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, diesel::r2d2::Error> {
+        use diesel::r2d2::Error as E;
+        match &self.target {
+            Target::SqliteFile(path) => self.sqlite(path),
+            Target::SqliteMemory => self.sqlite(":memory:"),
+            Target::Postgres(url) => {
+                let mut conn = PgConnection::establish(url).map_err(E::ConnectionError)?;
+                // diesel prepares each statement once per connection; a generic plan that
+                // PostgreSQL settles on while a table is still small (a sequential scan)
+                // would then stay for the connection's life. Planning each execution costs
+                // a fraction of a millisecond and keeps every lookup on its index.
+                conn.batch_execute("SET plan_cache_mode = force_custom_plan").map_err(E::QueryError)?;
+                if let Some(schema) = &self.search_path {
+                    conn.batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))
+                        .map_err(E::QueryError)?;
+                }
+                Ok(DbConnection::Pg(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+impl Manager {
+    fn sqlite(&self, path: &str) -> Result<DbConnection, diesel::r2d2::Error> {
+        use diesel::r2d2::Error as E;
+        let mut conn = SqliteConnection::establish(path).map_err(E::ConnectionError)?;
+        // busy_timeout first: switching to WAL needs the write lock.
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA foreign_keys = ON;",
+            self.busy_timeout.as_millis()
+        ))
+        .map_err(E::QueryError)?;
+        Ok(DbConnection::Sqlite(conn))
+    }
+}
+
+/// Quotes a PostgreSQL identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let opts = ConnectOptions::default();
+        assert!(matches!(Target::parse("sqlite::memory:", &opts), Ok(Target::SqliteMemory)));
+        let parsed = |url: &str| match Target::parse(url, &opts) {
+            Ok(Target::SqliteFile(path)) => format!("file {path}"),
+            Ok(Target::SqliteMemory) => "memory".to_owned(),
+            Ok(Target::Postgres(url)) => format!("pg {url}"),
+            Err(e) => format!("error {e}"),
+        };
+        assert_eq!(parsed("sqlite://sync.db"), "file sync.db");
+        assert_eq!(parsed("sqlite:///tmp/x.db"), "file /tmp/x.db");
+        assert_eq!(parsed("sqlite://:memory:"), "memory");
+        assert_eq!(parsed("postgres://u@h/db"), "pg postgres://u@h/db?connect_timeout=5");
+        assert_eq!(
+            parsed("postgresql://h/db?sslmode=disable"),
+            "pg postgresql://h/db?sslmode=disable&connect_timeout=5"
+        );
+        assert_eq!(parsed("postgres://h/db?connect_timeout=1"), "pg postgres://h/db?connect_timeout=1");
+        assert!(matches!(Target::parse("mysql://x", &opts), Err(Error::InvalidUrl(_))));
+        assert!(matches!(Target::parse("sqlite://", &opts), Err(Error::InvalidUrl(_))));
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("mysql://x"), "mysql://x");
+    }
+}

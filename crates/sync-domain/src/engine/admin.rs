@@ -1,0 +1,364 @@
+//! Tenant policies and manual conflicts (PROTOCOL.md section 4).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sync_conflict::{Policy, RecordState, TenantPolicy};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    SyncEngine,
+    health::{SyncRecord, record_sync},
+    pull::record_envelope,
+    push::{effective_policy, record_state},
+};
+use crate::{
+    Error, Result, micros,
+    protocol::RecordEnvelope,
+    store::{self, ConflictQuery, ConflictStatus, PolicyRow, Principal, RecordKey, Role, SyncEventKind},
+};
+
+/// One domain's policy as `GET /api/v1/sync/policies` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyView {
+    pub domain: String,
+    /// The policy applied to conflicts (`manual` when `auto_resolve` is off).
+    pub policy: Policy,
+    /// The policy as configured (or the domain's default).
+    pub configured_policy: Policy,
+    pub auto_resolve: bool,
+    pub notify_on_conflict: bool,
+    /// `default` or `tenant`.
+    pub source: String,
+}
+
+/// `PUT /api/v1/sync/policies/{domain}` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyUpdate {
+    pub policy: Policy,
+    #[serde(default = "yes")]
+    pub auto_resolve: bool,
+    #[serde(default)]
+    pub notify_on_conflict: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A logged conflict, as the conflict list shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConflictView {
+    pub id: String,
+    pub domain: String,
+    pub mobile_id: String,
+    pub server_version: i64,
+    pub client_base_version: i64,
+    pub client_version: Option<i64>,
+    pub strategy: String,
+    pub result: String,
+    pub winner: String,
+    pub status: String,
+    pub details: Value,
+    pub device_id: String,
+    pub user_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub client_state: Option<Value>,
+    pub server_state: Option<Value>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub resolved_at: Option<OffsetDateTime>,
+    pub resolved_by: Option<String>,
+}
+
+/// `POST /api/v1/sync/conflicts/{id}/resolve` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    pub choose: Choice,
+    #[serde(default)]
+    pub data: Option<Value>,
+}
+
+/// Which state an admin chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Choice {
+    Client,
+    Server,
+    Custom,
+}
+
+/// What resolving a conflict did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveResponse {
+    pub conflict_id: String,
+    pub status: String,
+    pub version: i64,
+    pub record: RecordEnvelope,
+}
+
+pub(crate) fn require_admin(principal: &Principal) -> Result<()> {
+    if principal.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("this needs the admin role".into()))
+    }
+}
+
+fn json_text(text: Option<&str>) -> Option<Value> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+}
+
+impl SyncEngine {
+    /// The effective policy of every domain for the caller's tenant.
+    pub async fn policies(&self, principal: &Principal) -> Result<Vec<PolicyView>> {
+        let tenant = principal.tenant.clone();
+        let engine = self.clone();
+        self.db
+            .run(move |conn| {
+                let rows = store::get_policies(conn, &tenant)?;
+                Ok(engine.domains.names().map(|domain| engine.policy_view(domain, &rows)).collect())
+            })
+            .await
+    }
+
+    fn policy_view(&self, domain: &str, rows: &[PolicyRow]) -> PolicyView {
+        let override_ = rows.iter().find(|r| r.domain == domain).and_then(|r| {
+            TenantPolicy::new(r.policy.parse().ok()?, r.auto_resolve, r.notify_on_conflict).ok()
+        });
+        let default = self.domains.get(domain).map_or(Policy::Manual, |d| d.default_policy());
+        let effective = effective_policy(default, domain, override_.as_ref());
+        PolicyView {
+            domain: domain.to_owned(),
+            policy: effective.policy,
+            configured_policy: effective.configured,
+            auto_resolve: effective.auto_resolve,
+            notify_on_conflict: effective.notify_on_conflict,
+            source: if override_.is_some() { "tenant" } else { "default" }.to_owned(),
+        }
+    }
+
+    /// Sets the tenant's policy for one domain (admin).
+    pub async fn set_policy(
+        &self,
+        principal: &Principal,
+        domain: &str,
+        update: PolicyUpdate,
+    ) -> Result<PolicyView> {
+        require_admin(principal)?;
+        if self.domains.get(domain).is_none() {
+            return Err(Error::NotFound(format!("unknown domain `{domain}`")));
+        }
+        let policy = TenantPolicy::new(update.policy, update.auto_resolve, update.notify_on_conflict)
+            .map_err(|e| Error::Unprocessable { code: "invalid_policy", message: e.to_string() })?;
+        let row = PolicyRow {
+            tenant_id: principal.tenant.clone(),
+            domain: domain.to_owned(),
+            policy: policy.policy().to_string(),
+            auto_resolve: policy.auto_resolve(),
+            notify_on_conflict: policy.notify_on_conflict(),
+            updated_at: micros::now(),
+        };
+        let engine = self.clone();
+        let domain = domain.to_owned();
+        self.retrying_write(move |conn| {
+            store::upsert_policy(conn, &row)?;
+            let rows = store::get_policies(conn, &row.tenant_id)?;
+            Ok(engine.policy_view(&domain, &rows))
+        })
+        .await
+    }
+
+    /// Logged conflicts of the caller's tenant, newest first (admin). `status`: `pending`,
+    /// `resolved`, `auto`, or `None` for all.
+    pub async fn conflicts(
+        &self,
+        principal: &Principal,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ConflictView>> {
+        require_admin(principal)?;
+        let status = status
+            .filter(|s| *s != "all")
+            .map(|s| {
+                s.parse::<ConflictStatus>().map_err(|_| Error::BadRequest {
+                    code: "invalid_status",
+                    message: format!("status must be pending, resolved, auto or all (got `{s}`)"),
+                })
+            })
+            .transpose()?;
+        let tenant = principal.tenant.clone();
+        let limit = limit.clamp(1, 1000);
+        self.db
+            .run(move |conn| {
+                let query = ConflictQuery { status, limit: Some(limit), ..ConflictQuery::default() };
+                store::list_conflicts(conn, &tenant, &query)?.into_iter().map(conflict_view).collect()
+            })
+            .await
+    }
+
+    /// Resolves a pending conflict by an admin's choice; the result is a new version.
+    pub async fn resolve_conflict(
+        &self,
+        principal: &Principal,
+        id: &str,
+        request: ResolveRequest,
+    ) -> Result<ResolveResponse> {
+        require_admin(principal)?;
+        if Uuid::parse_str(id).is_err() {
+            return Err(Error::NotFound(format!("no conflict `{id}`")));
+        }
+        if request.choose != Choice::Custom && request.data.is_some() {
+            return Err(Error::BadRequest {
+                code: "validation",
+                message: "data: only with choose = custom".into(),
+            });
+        }
+        let engine = self.clone();
+        let principal = principal.clone();
+        let id = id.to_owned();
+        self.retrying_write(move |conn| {
+            let started = std::time::Instant::now();
+            let tenant = principal.tenant.as_str();
+            let conflict = store::get_conflict(conn, tenant, &id)?
+                .ok_or_else(|| Error::NotFound(format!("no conflict `{id}`")))?;
+            if conflict.status != ConflictStatus::Pending {
+                return Err(Error::Conflict(format!(
+                    "conflict `{id}` is not pending (it is {})",
+                    conflict.status.as_str()
+                )));
+            }
+            let service = engine.domains.get(&conflict.domain).ok_or_else(|| Error::Unprocessable {
+                code: "unknown_domain",
+                message: format!("unknown domain `{}`", conflict.domain),
+            })?;
+            let key = RecordKey::new(conflict.domain.clone(), conflict.mobile_id.clone());
+            let mut rows = store::get_records_for_update(conn, tenant, std::slice::from_ref(&key))?;
+            let row = rows
+                .remove(&key)
+                .ok_or_else(|| Error::NotFound(format!("record of conflict `{id}` is gone")))?;
+            let current = record_state(&row)?;
+            let now = OffsetDateTime::now_utc();
+            let chosen: RecordState = match request.choose {
+                Choice::Server => current.clone(),
+                Choice::Client => {
+                    let text = conflict.client_state.as_deref().unwrap_or("null");
+                    serde_json::from_str(text)
+                        .map_err(|e| Error::Corrupt(format!("stored client state: {e}")))?
+                }
+                Choice::Custom => match &request.data {
+                    Some(Value::Object(data)) => {
+                        RecordState::new(data.clone(), now, format!("admin:{}", principal.user))
+                    }
+                    _ => {
+                        return Err(Error::BadRequest {
+                            code: "validation",
+                            message: "data: a JSON object is required with choose = custom".into(),
+                        });
+                    }
+                },
+            };
+            if !chosen.deleted {
+                service
+                    .validate(&Value::Object(chosen.data.clone()))
+                    .map_err(|e| Error::Unprocessable { code: "validation", message: e.to_string() })?;
+                if let (Some(from), Some(to)) = (
+                    (!current.deleted).then(|| current.data.get("status").and_then(Value::as_str)).flatten(),
+                    chosen.data.get("status").and_then(Value::as_str),
+                ) {
+                    sync_state_machine::StateMachine::default().check(service.workflow(), from, to).map_err(
+                        |e| Error::Unprocessable { code: "invalid_transition", message: e.to_string() },
+                    )?;
+                }
+            }
+            let now_us = micros::from_datetime(now);
+            let seq = store::allocate_seqs(conn, tenant, 1)?;
+            let new = store::RecordRow {
+                version: row.version + 1,
+                data: serde_json::to_string(&chosen.data)?,
+                deleted: chosen.deleted,
+                modified_at: micros::from_datetime(chosen.modified_at.max(current.modified_at)),
+                server_modified_at: now_us,
+                modified_by_device: chosen.device_id.clone(),
+                seq,
+                ..row
+            };
+            store::upsert_records(conn, std::slice::from_ref(&new))?;
+            store::insert_versions(conn, &[new.to_version(now_us)])?;
+            let winner = match request.choose {
+                Choice::Client => store::Winner::Client,
+                Choice::Server => store::Winner::Server,
+                Choice::Custom => store::Winner::Merged,
+            };
+            if !store::mark_conflict_resolved(
+                conn,
+                tenant,
+                &id,
+                &principal.user,
+                now_us,
+                Some(new.version),
+                winner,
+            )? {
+                return Err(Error::WriteConflict(format!("conflict `{id}` changed while resolving it")));
+            }
+            record_sync(
+                conn,
+                &engine,
+                &SyncRecord {
+                    principal: &principal,
+                    device_id: &conflict.device_id,
+                    kind: SyncEventKind::Resolve,
+                    success: true,
+                    started,
+                    at: now,
+                    changes: 1,
+                    conflicts: 0,
+                    manual: 0,
+                    bytes_raw: 0,
+                    bytes_sent: 0,
+                    domains: [(conflict.domain.clone(), (1, 0))].into_iter().collect(),
+                    network: None,
+                    clock_skew_ms: None,
+                },
+            )?;
+            Ok(ResolveResponse {
+                conflict_id: id.clone(),
+                status: "resolved".into(),
+                version: new.version,
+                record: record_envelope(&new)?,
+            })
+        })
+        .await
+    }
+}
+
+fn conflict_view(row: store::ConflictRow) -> Result<ConflictView> {
+    let time = |us: i64| {
+        micros::to_datetime(us).ok_or_else(|| Error::Corrupt(format!("stored time {us} is out of range")))
+    };
+    Ok(ConflictView {
+        details: serde_json::from_str(&row.details).unwrap_or(Value::Null),
+        client_state: json_text(row.client_state.as_deref()),
+        server_state: json_text(row.server_state.as_deref()),
+        created_at: time(row.created_at)?,
+        resolved_at: row.resolved_at.map(time).transpose()?,
+        id: row.id,
+        domain: row.domain,
+        mobile_id: row.mobile_id,
+        server_version: row.server_version,
+        client_base_version: row.client_base_version,
+        client_version: row.client_version,
+        strategy: row.strategy,
+        result: row.result.as_str().to_owned(),
+        winner: row.winner.as_str().to_owned(),
+        status: row.status.as_str().to_owned(),
+        device_id: row.device_id,
+        user_id: row.user_id,
+        resolved_by: row.resolved_by,
+    })
+}

@@ -1,0 +1,93 @@
+//! The sync engine: push, pull, queue management, conflicts, policies and analytics over the
+//! storage layer.
+
+mod admin;
+mod analytics;
+mod decide;
+mod health;
+mod pull;
+mod push;
+mod queue;
+
+use std::sync::Arc;
+
+pub use admin::{Choice, ConflictView, PolicyUpdate, PolicyView, ResolveRequest, ResolveResponse};
+pub use analytics::{
+    AlertView, ConflictReportRow, Dashboard, DeviceHealthView, PurgeReport, SnapshotCreated, SnapshotView,
+};
+pub use pull::{PullReply, parse_cursor};
+pub use push::{PushReply, check_device_id, check_idempotency_key, request_hash};
+
+use crate::{Database, DbConnection, Result, config::SyncConfig, domains::DomainRegistry};
+
+/// How often a write transaction that lost a race is retried before the error is returned.
+const WRITE_ATTEMPTS: usize = 4;
+
+/// A fault to inject into a push after its records are written and before it commits, to
+/// prove that a failing push leaves nothing behind (feature `testing`).
+pub type FaultHook = Arc<dyn Fn(&crate::protocol::PushRequest) -> Result<()> + Send + Sync>;
+
+/// The sync engine. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct SyncEngine {
+    db: Database,
+    config: Arc<SyncConfig>,
+    domains: Arc<DomainRegistry>,
+    fault: Option<FaultHook>,
+}
+
+impl std::fmt::Debug for SyncEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncEngine")
+            .field("db", &self.db)
+            .field("domains", &self.domains)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SyncEngine {
+    pub fn new(db: Database, config: SyncConfig, domains: DomainRegistry) -> Self {
+        Self { db, config: Arc::new(config), domains: Arc::new(domains), fault: None }
+    }
+
+    /// The same engine with a fault injected into every push before it commits.
+    #[cfg(feature = "testing")]
+    pub fn with_fault(mut self, fault: FaultHook) -> Self {
+        self.fault = Some(fault);
+        self
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    pub fn domains(&self) -> &DomainRegistry {
+        &self.domains
+    }
+
+    /// Runs `f` in a write transaction, again from the start when it lost a race with a
+    /// concurrent writer ([`crate::Error::WriteConflict`]).
+    async fn retrying_write<T, F>(&self, f: F) -> Result<T>
+    where
+        F: Fn(&mut DbConnection) -> Result<T> + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let f = Arc::new(f);
+        let mut attempt = 1;
+        loop {
+            let g = Arc::clone(&f);
+            match self.db.write_tx(move |conn| g(conn)).await {
+                Err(err @ crate::Error::WriteConflict(_)) if attempt >= WRITE_ATTEMPTS => return Err(err),
+                Err(crate::Error::WriteConflict(reason)) => {
+                    tracing::debug!(attempt, %reason, "write transaction lost a race; retrying");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}

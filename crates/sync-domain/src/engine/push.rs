@@ -1,0 +1,498 @@
+//! The push engine (PROTOCOL.md section 3): one transaction per push, exactly once per
+//! idempotency key, one outcome per change.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sync_conflict::{EffectivePolicy, RecordState, Resolution, TenantPolicy, Winner};
+use time::{Duration, OffsetDateTime};
+
+use super::{
+    SyncEngine,
+    decide::{ChangeContext, ConflictEntry, Current, Decision, NewVersion, decide},
+    health::{SyncRecord, record_sync},
+};
+use crate::{
+    Error, Result,
+    db::DbConnection,
+    micros,
+    protocol::{ChangeResult, ConflictSummary, Cursor, Outcome, PushRequest, PushResponse, RecordEnvelope},
+    store::{self, ConflictRow, ConflictStatus, IdempotencyRow, Principal, RecordKey, RecordRow},
+};
+
+/// A push's answer: the response body, byte for byte as first stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushReply {
+    pub body: String,
+    /// Whether this is a stored response replayed for a repeated idempotency key.
+    pub replayed: bool,
+}
+
+/// Checks an `Idempotency-Key`: 1 to 255 visible ASCII characters.
+pub fn check_idempotency_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::BadRequest {
+            code: "invalid_idempotency_key",
+            message: "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a device id: 1 to 128 characters, none of them control characters.
+pub fn check_device_id(device_id: &str) -> Result<()> {
+    if device_id.is_empty() || device_id.chars().count() > 128 || device_id.chars().any(char::is_control) {
+        return Err(Error::BadRequest {
+            code: "invalid_device_id",
+            message: "device_id must be 1 to 128 characters without control characters".into(),
+        });
+    }
+    Ok(())
+}
+
+/// JSON with object keys sorted at every level, whatever order they arrived in: the
+/// request hash must not depend on the transport's key order.
+fn canonical_json(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            out.push(b'{');
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                // Serialising a string into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, key);
+                out.push(b':');
+                canonical_json(value, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
+        }
+    }
+}
+
+/// The hash that ties an idempotency key to one request.
+pub fn request_hash(request: &PushRequest) -> Result<String> {
+    let value =
+        serde_json::to_value(request).map_err(|e| Error::Internal(format!("serialising a push: {e}")))?;
+    let mut canonical = Vec::with_capacity(1024);
+    canonical_json(&value, &mut canonical);
+    Ok(hex::encode(Sha256::digest(&canonical)))
+}
+
+pub(crate) fn record_state(row: &RecordRow) -> Result<RecordState> {
+    versioned_state(&row.data, row.deleted, row.modified_at, &row.modified_by_device)
+}
+
+pub(crate) fn versioned_state(
+    data: &str,
+    deleted: bool,
+    modified_at: i64,
+    device: &str,
+) -> Result<RecordState> {
+    let data = match serde_json::from_str(data)? {
+        Value::Object(map) => map,
+        _ => return Err(Error::Corrupt("stored record data is not a JSON object".into())),
+    };
+    let modified_at = micros::to_datetime(modified_at)
+        .ok_or_else(|| Error::Corrupt(format!("stored modified_at {modified_at} is out of range")))?;
+    Ok(RecordState { data, deleted, modified_at, device_id: device.to_owned() })
+}
+
+/// The envelope of a record as it stands after this push.
+pub(crate) fn envelope(
+    domain: &str,
+    mobile_id: uuid::Uuid,
+    version: i64,
+    state: &RecordState,
+    server_modified_at: OffsetDateTime,
+    current: &Current,
+) -> RecordEnvelope {
+    RecordEnvelope {
+        domain: domain.to_owned(),
+        mobile_id,
+        version,
+        deleted: state.deleted,
+        data: Some(Value::Object(state.data.clone())),
+        base_version: None,
+        patch: None,
+        modified_at: state.modified_at,
+        server_modified_at,
+        modified_by_device: Some(state.device_id.clone()),
+        priority: current.priority,
+        bu: current.bu.clone(),
+    }
+}
+
+struct PushContext<'a> {
+    engine: &'a SyncEngine,
+    principal: &'a Principal,
+    key: &'a str,
+    hash: &'a str,
+    request: &'a PushRequest,
+    server_now: OffsetDateTime,
+    network: Option<&'a str>,
+}
+
+impl SyncEngine {
+    /// Applies a push exactly once per `(tenant, user, device, key)`.
+    ///
+    /// A repeated key with the same request returns the stored response unchanged; with a
+    /// different request it is [`Error::IdempotencyKeyReused`]. Everything a push changes
+    /// is written in one transaction together with its idempotency record.
+    pub async fn push(
+        &self,
+        principal: &Principal,
+        key: &str,
+        request: PushRequest,
+        network: Option<&str>,
+    ) -> Result<PushReply> {
+        check_idempotency_key(key)?;
+        check_device_id(&request.device_id)?;
+        if request.changes.len() > self.config.max_push_changes {
+            return Err(Error::PayloadTooLarge(format!(
+                "a push may carry at most {} changes (got {})",
+                self.config.max_push_changes,
+                request.changes.len()
+            )));
+        }
+        let hash = request_hash(&request)?;
+        let engine = self.clone();
+        let principal = principal.clone();
+        let key = key.to_owned();
+        let network = network.map(str::to_owned);
+        self.retrying_write(move |conn| {
+            let ctx = PushContext {
+                engine: &engine,
+                principal: &principal,
+                key: &key,
+                hash: &hash,
+                request: &request,
+                server_now: OffsetDateTime::now_utc(),
+                network: network.as_deref(),
+            };
+            push_tx(conn, &ctx)
+        })
+        .await
+    }
+}
+
+fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<PushReply> {
+    let started = std::time::Instant::now();
+    let principal = ctx.principal;
+    let tenant = principal.tenant.as_str();
+    let request = ctx.request;
+    let device_id = request.device_id.as_str();
+
+    if let Some(stored) = store::get_idempotency(conn, tenant, &principal.user, device_id, ctx.key)? {
+        if stored.request_hash == ctx.hash {
+            return Ok(PushReply { body: stored.response, replayed: true });
+        }
+        return Err(Error::IdempotencyKeyReused);
+    }
+    let engine = ctx.engine;
+    let config = &engine.config;
+    let now_us = micros::from_datetime(ctx.server_now);
+
+    // Clock skew of this device, applied to every change's modified_at.
+    let max_skew = Duration::milliseconds(config.max_clock_skew_ms);
+    let skew = request
+        .client_time
+        .map(|client_time| {
+            sync_conflict::correct_clock_skew(ctx.server_now, client_time, ctx.server_now, max_skew)
+        })
+        .transpose()
+        .map_err(|e| Error::BadRequest { code: "invalid_client_time", message: e.to_string() })?
+        .map(|c| c.applied_skew())
+        .unwrap_or(Duration::ZERO);
+
+    // Load what the changes touch: current records (locked on PostgreSQL), base versions,
+    // the tenant's policies.
+    let keys: Vec<RecordKey> = request
+        .changes
+        .iter()
+        .filter(|c| engine.domains.get(&c.domain).is_some())
+        .map(|c| RecordKey::new(c.domain.clone(), c.mobile_id.to_string()))
+        .collect();
+    let mut rows = store::get_records_for_update(conn, tenant, &keys)?;
+    let wanted: Vec<(RecordKey, i64)> = request
+        .changes
+        .iter()
+        .zip(&keys)
+        .filter(|(c, key)| c.base_version > 0 && rows.get(*key).is_some_and(|r| r.version != c.base_version))
+        .map(|(c, key)| (key.clone(), c.base_version))
+        .collect();
+    let mut history: HashMap<(RecordKey, i64), RecordState> = HashMap::new();
+    for ((key, version), row) in store::get_versions(conn, tenant, &wanted)? {
+        let state = versioned_state(&row.data, row.deleted, row.modified_at, &row.modified_by_device)?;
+        history.insert((key, version), state);
+    }
+    let overrides: HashMap<String, TenantPolicy> = store::get_policies(conn, tenant)?
+        .into_iter()
+        .filter_map(|p| {
+            let policy = p.policy.parse().ok()?;
+            TenantPolicy::new(policy, p.auto_resolve, p.notify_on_conflict).ok().map(|t| (p.domain, t))
+        })
+        .collect();
+    let mut current: HashMap<RecordKey, Current> = HashMap::with_capacity(rows.len());
+    for (key, row) in rows.drain() {
+        let state = record_state(&row)?;
+        current.insert(key, Current { version: row.version, state, bu: row.bu, priority: row.priority });
+    }
+
+    let mut results = Vec::with_capacity(request.changes.len());
+    let mut writes: Vec<(RecordKey, NewVersion)> = Vec::new();
+    let mut conflicts: Vec<(RecordKey, ConflictEntry)> = Vec::new();
+    let mut domain_counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for change in &request.changes {
+        let Some(service) = engine.domains.get(&change.domain) else {
+            results.push(invalid_result(
+                change,
+                "unknown_domain",
+                format!("unknown domain `{}`", change.domain),
+            ));
+            continue;
+        };
+        let key = RecordKey::new(change.domain.clone(), change.mobile_id.to_string());
+        let policy =
+            effective_policy(service.default_policy(), &change.domain, overrides.get(&change.domain));
+        let modified_at = change.modified_at.checked_add(skew).unwrap_or(change.modified_at);
+        let version_state = |version: i64| history.get(&(key.clone(), version)).cloned();
+        let decision = decide(&ChangeContext {
+            change,
+            service: service.as_ref(),
+            current: current.get(&key),
+            version_state: &version_state,
+            policy,
+            device_id,
+            modified_at,
+            units: principal.units.as_deref(),
+        });
+        let counts = domain_counts.entry(change.domain.clone()).or_default();
+        counts.0 += 1;
+        counts.1 += u64::from(decision.conflict.is_some());
+        results.push(result_of(change, &decision, current.get(&key), ctx.server_now));
+        let Decision { write, conflict, .. } = decision;
+        if let Some(conflict) = conflict {
+            conflicts.push((key.clone(), conflict));
+        }
+        if let Some(write) = write {
+            // Later changes of this push to the same record see this version.
+            if let Some(previous) = current.get(&key) {
+                history.insert((key.clone(), previous.version), previous.state.clone());
+            }
+            current.insert(
+                key.clone(),
+                Current {
+                    version: write.version,
+                    state: write.state.clone(),
+                    bu: write.bu.clone(),
+                    priority: write.priority,
+                },
+            );
+            writes.push((key, write));
+        }
+    }
+
+    // Sequence numbers are taken last: the counter row stays locked only for the writes.
+    let mut cursor = store::current_seq(conn, tenant)?;
+    if !writes.is_empty() {
+        let count = i64::try_from(writes.len()).map_err(|e| Error::Internal(e.to_string()))?;
+        let first = store::allocate_seqs(conn, tenant, count)?;
+        let mut versions = Vec::with_capacity(writes.len());
+        let mut latest: HashMap<&RecordKey, RecordRow> = HashMap::with_capacity(writes.len());
+        for (offset, (key, write)) in (0..).zip(&writes) {
+            let row = RecordRow {
+                tenant_id: tenant.to_owned(),
+                domain: key.domain.clone(),
+                mobile_id: key.mobile_id.clone(),
+                version: write.version,
+                data: serde_json::to_string(&write.state.data)?,
+                deleted: write.state.deleted,
+                modified_at: micros::from_datetime(write.state.modified_at),
+                server_modified_at: now_us,
+                modified_by_device: write.state.device_id.clone(),
+                bu: write.bu.clone(),
+                priority: write.priority,
+                seq: first + offset,
+            };
+            versions.push(row.to_version(now_us));
+            latest.insert(key, row);
+        }
+        cursor = first + count - 1;
+        let mut latest: Vec<RecordRow> = latest.into_values().collect();
+        latest.sort_unstable_by_key(|r| r.seq);
+        store::upsert_records(conn, &latest)?;
+        store::insert_versions(conn, &versions)?;
+    }
+    if let Some(fault) = &engine.fault {
+        fault(request)?;
+    }
+
+    let conflict_rows = conflicts
+        .iter()
+        .map(|(key, entry)| conflict_row(principal, device_id, key, entry, now_us))
+        .collect::<Result<Vec<_>>>()?;
+    store::insert_conflicts(conn, &conflict_rows)?;
+
+    let response = PushResponse { results, cursor: Cursor(cursor).to_string() };
+    let body = serde_json::to_string(&response)?;
+    let stored = store::put_idempotency(
+        conn,
+        &IdempotencyRow {
+            tenant_id: tenant.to_owned(),
+            user_id: principal.user.clone(),
+            device_id: device_id.to_owned(),
+            key: ctx.key.to_owned(),
+            request_hash: ctx.hash.to_owned(),
+            response: body.clone(),
+            created_at: now_us,
+        },
+    )?;
+    if !stored {
+        // A concurrent push with the same key committed first: retry, which replays it.
+        return Err(Error::WriteConflict("idempotency key taken by a concurrent push".into()));
+    }
+
+    let manual = conflicts.iter().filter(|(_, c)| c.resolution == Resolution::ManualRequired).count();
+    let bytes = serde_json::to_vec(request).map(|v| v.len()).unwrap_or(0);
+    record_sync(
+        conn,
+        engine,
+        &SyncRecord {
+            principal,
+            device_id,
+            kind: store::SyncEventKind::Push,
+            success: true,
+            started,
+            at: ctx.server_now,
+            changes: request.changes.len(),
+            conflicts: conflicts.len(),
+            manual,
+            bytes_raw: bytes,
+            bytes_sent: bytes,
+            domains: domain_counts,
+            network: ctx.network,
+            clock_skew_ms: Some(skew.whole_milliseconds().clamp(i64::MIN.into(), i64::MAX.into()) as i64),
+        },
+    )?;
+    Ok(PushReply { body, replayed: false })
+}
+
+/// The policy in force for a domain: the tenant's override, else the domain's default.
+pub(crate) fn effective_policy(
+    default: sync_conflict::Policy,
+    domain: &str,
+    tenant: Option<&TenantPolicy>,
+) -> EffectivePolicy {
+    let mut effective = sync_conflict::effective_policy(domain, tenant);
+    if tenant.is_none() {
+        effective.policy = default;
+        effective.configured = default;
+    }
+    effective
+}
+
+fn invalid_result(change: &crate::protocol::Change, code: &str, message: String) -> ChangeResult {
+    ChangeResult {
+        mobile_id: change.mobile_id,
+        domain: change.domain.clone(),
+        outcome: Outcome::Invalid,
+        version: None,
+        record: None,
+        conflict: None,
+        error: Some(crate::protocol::ItemError { code: code.to_owned(), message }),
+    }
+}
+
+fn result_of(
+    change: &crate::protocol::Change,
+    decision: &Decision,
+    current: Option<&Current>,
+    server_now: OffsetDateTime,
+) -> ChangeResult {
+    let record = match (decision.return_record, &decision.write, current) {
+        (false, _, _) => None,
+        (true, Some(write), Some(current)) => {
+            Some(envelope(&change.domain, change.mobile_id, write.version, &write.state, server_now, current))
+        }
+        (true, None, Some(current)) => Some(envelope(
+            &change.domain,
+            change.mobile_id,
+            current.version,
+            &current.state,
+            server_now,
+            current,
+        )),
+        (true, _, None) => None,
+    };
+    ChangeResult {
+        mobile_id: change.mobile_id,
+        domain: change.domain.clone(),
+        outcome: decision.outcome,
+        version: decision.version,
+        record,
+        conflict: decision.conflict.as_ref().map(|c| ConflictSummary {
+            id: c.id,
+            strategy: c.strategy.to_string(),
+            winner: c.winner.to_string(),
+            details: c.details.clone(),
+        }),
+        error: decision.error.clone(),
+    }
+}
+
+fn conflict_row(
+    principal: &Principal,
+    device_id: &str,
+    key: &RecordKey,
+    entry: &ConflictEntry,
+    now_us: i64,
+) -> Result<ConflictRow> {
+    let status = if entry.resolution == Resolution::ManualRequired {
+        ConflictStatus::Pending
+    } else {
+        ConflictStatus::Auto
+    };
+    Ok(ConflictRow {
+        tenant_id: principal.tenant.clone(),
+        id: entry.id.to_string(),
+        domain: key.domain.clone(),
+        mobile_id: key.mobile_id.clone(),
+        server_version: entry.server_version,
+        client_base_version: entry.client_base_version,
+        client_version: entry.result_version,
+        strategy: entry.strategy.to_string(),
+        result: entry.resolution.as_str().parse().map_err(|e| Error::Internal(format!("{e:?}")))?,
+        winner: match entry.winner {
+            Winner::Client => store::Winner::Client,
+            Winner::Server => store::Winner::Server,
+            Winner::Merged => store::Winner::Merged,
+            Winner::None => store::Winner::None,
+        },
+        details: serde_json::to_string(&entry.details)?,
+        device_id: device_id.to_owned(),
+        user_id: principal.user.clone(),
+        created_at: now_us,
+        status,
+        client_state: Some(serde_json::to_string(&entry.client_state)?),
+        server_state: Some(serde_json::to_string(&entry.server_state)?),
+        resolved_at: None,
+        resolved_by: None,
+    })
+}

@@ -1,0 +1,147 @@
+//! Queue management (PROTOCOL.md section 6): a device's download queue, partial sync of
+//! the most urgent records, and when to sync.
+
+use sync_model::Priority;
+use time::{Duration, OffsetDateTime};
+
+use super::{SyncEngine, pull::record_envelope, push::check_device_id};
+use crate::{
+    Error, Result, micros,
+    protocol::{OptimalTime, PartialSyncRequest, PartialSyncResponse, QueueStatus},
+    store::{self, DeviceRow, Principal, PullFilter, Role},
+};
+
+/// Priorities at or above `floor`, most urgent first.
+fn at_or_above(floor: Priority) -> Vec<Priority> {
+    Priority::ALL.into_iter().filter(|p| *p >= floor).collect()
+}
+
+/// A device of the caller's tenant that the caller may read: its own (one it synced as), or
+/// any for an admin. An unknown device has no queue yet and is the caller's to start.
+fn readable_device(principal: &Principal, device: Option<DeviceRow>) -> Result<Option<DeviceRow>> {
+    match device {
+        Some(d) if principal.role != Role::Admin && d.user_id != principal.user => {
+            Err(Error::Forbidden("this device belongs to another user".into()))
+        }
+        other => Ok(other),
+    }
+}
+
+impl SyncEngine {
+    /// How much a device still has to download.
+    pub async fn queue_status(&self, principal: &Principal, device_id: &str) -> Result<QueueStatus> {
+        check_device_id(device_id)?;
+        let principal = principal.clone();
+        let device_id = device_id.to_owned();
+        let config = self.config.clone();
+        self.db
+            .read_tx(move |conn| {
+                let device =
+                    readable_device(&principal, store::get_device(conn, &principal.tenant, &device_id)?)?;
+                let cursor = device.as_ref().and_then(|d| d.cursor_seq).unwrap_or(0);
+                let units = principal.units.as_deref();
+                let all = PullFilter { domains: None, units, priorities: None };
+                let pending = store::count_after(conn, &principal.tenant, cursor, &all)?;
+                let high = [Priority::High];
+                let urgent = PullFilter { domains: None, units, priorities: Some(&high) };
+                let high_priority = store::count_after(conn, &principal.tenant, cursor, &urgent)?;
+                let ms_per_item =
+                    device.and_then(|d| d.avg_ms_per_item).unwrap_or(config.default_ms_per_item);
+                Ok(QueueStatus {
+                    pending_items: pending,
+                    high_priority,
+                    estimated_sync_time_sec: (pending as f64 * ms_per_item / 1000.0 * 1000.0).round()
+                        / 1000.0,
+                    queue_healthy: pending < config.queue_healthy_threshold
+                        && high_priority < config.high_priority_threshold,
+                })
+            })
+            .await
+    }
+
+    /// The most urgent records after the device's cursor, without moving the cursor.
+    pub async fn partial_sync(
+        &self,
+        principal: &Principal,
+        request: PartialSyncRequest,
+    ) -> Result<PartialSyncResponse> {
+        check_device_id(&request.device_id)?;
+        let max_items = match request.max_items {
+            Some(0) => {
+                return Err(Error::BadRequest {
+                    code: "invalid_limit",
+                    message: "max_items must be at least 1".into(),
+                });
+            }
+            Some(n) => i64::from(n.min(self.config.max_pull_limit)),
+            None => i64::try_from(self.config.batch_sizes.for_header(request.network_quality.as_deref()))
+                .unwrap_or(i64::MAX)
+                .min(i64::from(self.config.max_pull_limit)),
+        };
+        let principal = principal.clone();
+        self.db
+            .read_tx(move |conn| {
+                let device = readable_device(
+                    &principal,
+                    store::get_device(conn, &principal.tenant, &request.device_id)?,
+                )?;
+                let cursor = device.and_then(|d| d.cursor_seq).unwrap_or(0);
+                let units = principal.units.as_deref();
+                let mut items = Vec::new();
+                for priority in at_or_above(request.priority) {
+                    let left = max_items - items.len() as i64;
+                    if left <= 0 {
+                        break;
+                    }
+                    let level = [priority];
+                    let filter = PullFilter { domains: None, units, priorities: Some(&level) };
+                    for row in store::pull_page(conn, &principal.tenant, cursor, left, &filter)? {
+                        items.push(record_envelope(&row)?);
+                    }
+                }
+                let levels = at_or_above(request.priority);
+                let filter = PullFilter { domains: None, units, priorities: Some(&levels) };
+                let total = store::count_after(conn, &principal.tenant, cursor, &filter)?;
+                Ok(PartialSyncResponse {
+                    remaining: (total - items.len() as i64).max(0),
+                    synced_items: items,
+                })
+            })
+            .await
+    }
+
+    /// Whether devices should sync now: tenant-wide queued changes and peak hours.
+    pub async fn optimal_time(&self, principal: &Principal) -> Result<OptimalTime> {
+        let tenant = principal.tenant.clone();
+        let units = principal.units.clone();
+        let config = self.config.clone();
+        self.db
+            .read_tx(move |conn| {
+                let now = OffsetDateTime::now_utc();
+                let active_since = micros::from_datetime(now - Duration::hours(24));
+                let queue_size = match store::oldest_active_cursor(conn, &tenant, active_since)? {
+                    Some(cursor) => {
+                        let filter = PullFilter { domains: None, units: units.as_deref(), priorities: None };
+                        store::count_after(conn, &tenant, cursor, &filter)?
+                    }
+                    None => 0,
+                };
+                let server_load = if queue_size > config.load_high_above {
+                    "high"
+                } else if queue_size > config.load_medium_above {
+                    "medium"
+                } else {
+                    "low"
+                };
+                let is_peak_hour = config.is_peak_hour(now.hour());
+                let wait = server_load == "high" || (server_load == "medium" && is_peak_hour);
+                Ok(OptimalTime {
+                    recommendation: if wait { "sync_in_30min" } else { "sync_now" }.to_owned(),
+                    server_load: server_load.to_owned(),
+                    queue_size,
+                    is_peak_hour,
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,159 @@
+//! Data access: row structs and synchronous functions over `&mut DbConnection`.
+//!
+//! Every function takes the connection of the caller's transaction (see
+//! [`Database::write_tx`](crate::Database::write_tx)), so the engine composes them into one
+//! atomic push. Every tenant-owned query filters on `tenant_id` first. Conventions:
+//!
+//! - ids are `String` (UUIDs as text); times are `i64` microseconds since the Unix epoch (UTC),
+//!   see [`crate::micros`], and always arguments: the store never reads the clock;
+//! - JSON columns are `String` holding JSON text (the engine parses only what it needs, and a
+//!   pull can pass stored data through unparsed); typed helpers parse them where useful;
+//! - enum-like text columns are typed Rust enums ([`Role`], [`ConflictStatus`], …), guarded by
+//!   `CHECK` constraints in the database;
+//! - batched reads and writes chunk their input so that no statement exceeds the backends'
+//!   bound-parameter limits.
+
+mod analytics;
+mod conflicts;
+mod devices;
+mod idempotency;
+mod records;
+mod tenants;
+
+use std::fmt;
+
+pub use analytics::{
+    AlertRow, SnapshotRow, SyncEventKind, SyncEventRow, insert_alert, insert_snapshot, insert_sync_event,
+    latest_snapshot, list_alerts, list_snapshots, list_sync_events,
+};
+pub use conflicts::{
+    ConflictQuery, ConflictResult, ConflictRow, ConflictStatus, PolicyRow, Winner, conflict_counts_by_domain,
+    delete_policy, get_conflict, get_policies, get_policy, insert_conflict, insert_conflicts, list_conflicts,
+    mark_conflict_resolved, upsert_policy,
+};
+pub use devices::{
+    DeviceHealthRow, DeviceRow, get_device, get_device_health, list_device_health_below,
+    oldest_active_cursor, set_device_cursor, upsert_device, upsert_device_health,
+};
+pub use idempotency::{IdempotencyRow, get_idempotency, purge_expired_idempotency, put_idempotency};
+pub use records::{
+    PriorityText, PullFilter, PurgeStats, RecordKey, RecordRow, VersionRow, allocate_seqs, count_after,
+    current_seq, get_purge_mark, get_records, get_records_for_update, get_versions, insert_versions,
+    pull_page, purge, raw_upsert_baseline, upsert_records, versions_as_of,
+};
+pub use tenants::{
+    Principal, Role, TOKEN_PREFIX, UserRow, create_token, ensure_tenant, get_user, hash_token, lookup_token,
+    revoke_token, tenant_ids, upsert_user,
+};
+
+/// Most bound parameters per statement we allow ourselves: below SQLite's default limit
+/// (32766) and PostgreSQL's (65535), with room to spare.
+const MAX_BINDS: usize = 30_000;
+
+/// Rows per multi-row `INSERT` for a table with `columns` columns.
+const fn rows_per_insert(columns: usize) -> usize {
+    MAX_BINDS / columns
+}
+
+/// Keys per batched lookup (each key binds one or two values, plus the tenant).
+const KEYS_PER_LOOKUP: usize = 500;
+
+/// Error for a text value that names no variant of an enum column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownVariant {
+    /// The enum's name.
+    pub kind: &'static str,
+    /// The text that matched no variant.
+    pub value: String,
+}
+
+impl fmt::Display for UnknownVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown {} {:?}", self.kind, self.value)
+    }
+}
+
+impl std::error::Error for UnknownVariant {}
+
+/// Defines an enum stored as TEXT: `as_str`, `FromStr`, `Display`, serde, and diesel
+/// `ToSql`/`FromSql` for every backend (including `MultiBackend`).
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+            diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+        )]
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $text)] $variant ),+
+        }
+
+        impl $name {
+            /// Every variant.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored (and wire) text.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::store::UnknownVariant;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($crate::store::UnknownVariant { kind: stringify!($name), value: s.to_owned() }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl<DB> diesel::serialize::ToSql<diesel::sql_types::Text, DB> for $name
+        where
+            DB: diesel::backend::Backend,
+            str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+        {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, DB>,
+            ) -> diesel::serialize::Result {
+                <str as diesel::serialize::ToSql<diesel::sql_types::Text, DB>>::to_sql(self.as_str(), out)
+            }
+        }
+
+        impl<DB> diesel::deserialize::FromSql<diesel::sql_types::Text, DB> for $name
+        where
+            DB: diesel::backend::Backend,
+            String: diesel::deserialize::FromSql<diesel::sql_types::Text, DB>,
+        {
+            fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
+                let text =
+                    <String as diesel::deserialize::FromSql<diesel::sql_types::Text, DB>>::from_sql(bytes)?;
+                Ok(text.parse::<$name>()?)
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+/// Parses an optional JSON array of strings (the `units` columns).
+fn parse_units(units: Option<&str>) -> crate::Result<Option<Vec<String>>> {
+    units.map(serde_json::from_str::<Vec<String>>).transpose().map_err(Into::into)
+}
+
+/// Encodes units as a JSON array (`None` = every unit).
+fn encode_units(units: Option<&[String]>) -> Option<String> {
+    // Serialising a slice of strings cannot fail.
+    units.map(|u| serde_json::to_string(u).unwrap_or_else(|_| "[]".to_owned()))
+}

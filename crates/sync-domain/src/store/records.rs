@@ -1,0 +1,614 @@
+//! Records, their history, the change sequence, pulls and purge.
+
+use std::collections::{BTreeMap, HashMap};
+
+use diesel::dsl::{exists, max, not};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use sync_model::Priority;
+
+use super::{KEYS_PER_LOOKUP, rows_per_insert};
+use crate::db::{DbConnection, MultiBackend, write_transaction};
+use crate::error::{Error, Result};
+use crate::schema::{change_counters, purge_marks, record_versions, records};
+
+/// Identifies a record within a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordKey {
+    /// Domain name (`task`, `ticket`, …).
+    pub domain: String,
+    /// The id the creating device gave the record.
+    pub mobile_id: String,
+}
+
+impl RecordKey {
+    /// A key from its parts.
+    pub fn new(domain: impl Into<String>, mobile_id: impl Into<String>) -> Self {
+        RecordKey { domain: domain.into(), mobile_id: mobile_id.into() }
+    }
+}
+
+/// Reads a `sync_model::Priority` from its TEXT column (`RecordRow::priority`).
+///
+/// Public only because derived diesel impls name it; use [`Priority`] directly.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, diesel::deserialize::FromSqlRow)]
+pub struct PriorityText(pub Priority);
+
+impl<DB> diesel::deserialize::FromSql<diesel::sql_types::Text, DB> for PriorityText
+where
+    DB: diesel::backend::Backend,
+    String: diesel::deserialize::FromSql<diesel::sql_types::Text, DB>,
+{
+    fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
+        let text = <String as diesel::deserialize::FromSql<diesel::sql_types::Text, DB>>::from_sql(bytes)?;
+        Ok(PriorityText(text.parse::<Priority>()?))
+    }
+}
+
+impl From<PriorityText> for Priority {
+    fn from(p: PriorityText) -> Priority {
+        p.0
+    }
+}
+
+/// The latest state of a record (table `records`).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = records)]
+pub struct RecordRow {
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Domain name.
+    pub domain: String,
+    /// Record id made by the creating device.
+    pub mobile_id: String,
+    /// 1 on create, +1 on every accepted change.
+    pub version: i64,
+    /// The domain's fields, as JSON text (for a tombstone: the last state).
+    pub data: String,
+    /// Tombstone flag.
+    pub deleted: bool,
+    /// Device time of the change, skew-corrected (µs).
+    pub modified_at: i64,
+    /// Server time of the change (µs).
+    pub server_modified_at: i64,
+    /// Device that made the change.
+    pub modified_by_device: String,
+    /// Business unit, if any.
+    pub bu: Option<String>,
+    /// How urgently the record should reach devices.
+    #[diesel(deserialize_as = PriorityText)]
+    pub priority: Priority,
+    /// The change sequence number of this version (unique per tenant).
+    pub seq: i64,
+}
+
+impl RecordRow {
+    /// This record's key.
+    pub fn key(&self) -> RecordKey {
+        RecordKey::new(self.domain.clone(), self.mobile_id.clone())
+    }
+
+    /// `data` parsed as JSON.
+    pub fn data_json(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.data)?)
+    }
+
+    /// The history row for this state, written at `created_at`.
+    pub fn to_version(&self, created_at: i64) -> VersionRow {
+        VersionRow {
+            tenant_id: self.tenant_id.clone(),
+            domain: self.domain.clone(),
+            mobile_id: self.mobile_id.clone(),
+            version: self.version,
+            data: self.data.clone(),
+            deleted: self.deleted,
+            modified_at: self.modified_at,
+            server_modified_at: self.server_modified_at,
+            modified_by_device: self.modified_by_device.clone(),
+            seq: self.seq,
+            created_at,
+        }
+    }
+}
+
+/// Borrowed insert view of a [`RecordRow`] (the priority goes in as its text).
+#[derive(Insertable)]
+#[diesel(table_name = records)]
+#[diesel(treat_none_as_default_value = false)]
+struct NewRecord<'a> {
+    tenant_id: &'a str,
+    domain: &'a str,
+    mobile_id: &'a str,
+    version: i64,
+    data: &'a str,
+    deleted: bool,
+    modified_at: i64,
+    server_modified_at: i64,
+    modified_by_device: &'a str,
+    bu: Option<&'a str>,
+    priority: &'static str,
+    seq: i64,
+}
+
+impl<'a> From<&'a RecordRow> for NewRecord<'a> {
+    fn from(r: &'a RecordRow) -> Self {
+        NewRecord {
+            tenant_id: &r.tenant_id,
+            domain: &r.domain,
+            mobile_id: &r.mobile_id,
+            version: r.version,
+            data: &r.data,
+            deleted: r.deleted,
+            modified_at: r.modified_at,
+            server_modified_at: r.server_modified_at,
+            modified_by_device: &r.modified_by_device,
+            bu: r.bu.as_deref(),
+            priority: r.priority.as_str(),
+            seq: r.seq,
+        }
+    }
+}
+
+/// One past (or the current) version of a record (table `record_versions`).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = record_versions)]
+#[diesel(treat_none_as_default_value = false)]
+pub struct VersionRow {
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Domain name.
+    pub domain: String,
+    /// Record id.
+    pub mobile_id: String,
+    /// The version number.
+    pub version: i64,
+    /// The record's data at this version (JSON text).
+    pub data: String,
+    /// Whether this version is a tombstone.
+    pub deleted: bool,
+    /// Device time of the change (µs).
+    pub modified_at: i64,
+    /// Server time of the change (µs).
+    pub server_modified_at: i64,
+    /// Device that made the change.
+    pub modified_by_device: String,
+    /// Change sequence number of this version.
+    pub seq: i64,
+    /// When the row was written (µs), for time-based retention.
+    pub created_at: i64,
+}
+
+impl VersionRow {
+    /// This version's record key.
+    pub fn key(&self) -> RecordKey {
+        RecordKey::new(self.domain.clone(), self.mobile_id.clone())
+    }
+
+    /// `data` parsed as JSON.
+    pub fn data_json(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.data)?)
+    }
+}
+
+/// Which records a pull or a count sees, besides the tenant and the cursor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PullFilter<'a> {
+    /// Only these domains (`None`: all).
+    pub domains: Option<&'a [String]>,
+    /// Only records whose `bu` is one of these, or that have no unit (a record without a unit
+    /// belongs to the whole tenant); `None`: all records.
+    pub units: Option<&'a [String]>,
+    /// Only these priorities (`None`: all), e.g. `[High]` for queue status or partial sync.
+    pub priorities: Option<&'a [Priority]>,
+}
+
+type BoxedRecords<'a> = records::BoxedQuery<'a, MultiBackend>;
+
+impl<'a> PullFilter<'a> {
+    fn apply(&self, mut query: BoxedRecords<'a>) -> BoxedRecords<'a> {
+        if let Some(domains) = self.domains {
+            query = query.filter(records::domain.eq_any(domains));
+        }
+        if let Some(units) = self.units {
+            // A record without a unit belongs to the whole tenant.
+            query = query.filter(records::bu.is_null().or(records::bu.eq_any(units)));
+        }
+        if let Some(priorities) = self.priorities {
+            query = query.filter(records::priority.eq_any(priorities.iter().map(|p| p.as_str())));
+        }
+        query
+    }
+}
+
+/// Takes `n` consecutive sequence numbers for `tenant` and returns the first.
+///
+/// Call it inside the write transaction, as late as possible (just before writing the
+/// records): the counter row stays locked until commit, which is what makes one tenant's
+/// sequence numbers commit in order (see the crate docs). The counter row is created on first
+/// use. `n` must be at least 1.
+pub fn allocate_seqs(conn: &mut DbConnection, tenant: &str, n: i64) -> Result<i64> {
+    if n < 1 {
+        return Err(Error::InvalidArgument(format!("allocate_seqs needs n >= 1, got {n}")));
+    }
+    // One statement, creating the row or incrementing it; the row lock is held to commit.
+    let last: i64 = crate::dispatch!(conn, c => diesel::insert_into(change_counters::table)
+        .values((change_counters::tenant_id.eq(tenant), change_counters::last_seq.eq(n)))
+        .on_conflict(change_counters::tenant_id)
+        .do_update()
+        .set(change_counters::last_seq.eq(change_counters::last_seq + excluded(change_counters::last_seq)))
+        .returning(change_counters::last_seq)
+        .get_result(c))?;
+    Ok(last - n + 1)
+}
+
+/// The last sequence number handed out for `tenant` (0 if none) as seen by this transaction.
+pub fn current_seq(conn: &mut DbConnection, tenant: &str) -> Result<i64> {
+    Ok(change_counters::table
+        .filter(change_counters::tenant_id.eq(tenant))
+        .select(change_counters::last_seq)
+        .first::<i64>(conn)
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// Splits `groups` (a condition value and the ids that share it) into batches of at most
+/// `max` ids, so that no statement binds too many values. Ids are sorted and deduplicated.
+fn batches<'k, K: Ord + Copy>(groups: BTreeMap<K, Vec<&'k str>>, max: usize) -> Vec<Vec<(K, Vec<&'k str>)>> {
+    let mut out: Vec<Vec<(K, Vec<&'k str>)>> = Vec::new();
+    let mut current: Vec<(K, Vec<&'k str>)> = Vec::new();
+    let mut size = 0;
+    for (key, mut ids) in groups {
+        ids.sort_unstable();
+        ids.dedup();
+        for part in ids.chunks(max) {
+            if size + part.len() > max && !current.is_empty() {
+                out.push(std::mem::take(&mut current));
+                size = 0;
+            }
+            size += part.len();
+            current.push((key, part.to_vec()));
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Keys grouped by domain, in batches of at most [`KEYS_PER_LOOKUP`] ids.
+fn by_domain(keys: &[RecordKey]) -> Vec<Vec<(&str, Vec<&str>)>> {
+    let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for key in keys {
+        groups.entry(key.domain.as_str()).or_default().push(key.mobile_id.as_str());
+    }
+    batches(groups, KEYS_PER_LOOKUP)
+}
+
+/// Loads the current rows of `keys` (missing records are absent from the map): one statement
+/// per 500 keys, `(tenant_id = ? AND domain = ? AND mobile_id IN (…)) OR …` with one branch
+/// per domain.
+///
+/// Each branch matches the whole primary key, and the tenant is repeated in every branch
+/// rather than put outside the `OR`, so both planners probe the key. (A PostgreSQL-only
+/// `(domain, mobile_id) IN (SELECT * FROM unnest(…))` was measured too: with statistics,
+/// PostgreSQL hash-joins it against a scan of the tenant, several times slower.)
+pub fn get_records(
+    conn: &mut DbConnection,
+    tenant: &str,
+    keys: &[RecordKey],
+) -> Result<HashMap<RecordKey, RecordRow>> {
+    let mut found = HashMap::with_capacity(keys.len());
+    for batch in by_domain(keys) {
+        let mut query = records::table.into_boxed::<MultiBackend>();
+        for (i, (domain, ids)) in batch.into_iter().enumerate() {
+            let branch = records::tenant_id
+                .eq(tenant)
+                .and(records::domain.eq(domain))
+                .and(records::mobile_id.eq_any(ids));
+            query = if i == 0 { query.filter(branch) } else { query.or_filter(branch) };
+        }
+        for row in query.select(RecordRow::as_select()).load::<RecordRow>(conn)? {
+            found.insert(row.key(), row);
+        }
+    }
+    Ok(found)
+}
+
+/// Like [`get_records`], but on PostgreSQL also locks the rows (`SELECT … FOR UPDATE`, in key
+/// order so that concurrent pushes cannot deadlock on each other) until the transaction ends,
+/// so a concurrent push of the same records waits instead of failing with
+/// [`Error::WriteConflict`]. On SQLite the write transaction already excludes other writers.
+pub fn get_records_for_update(
+    conn: &mut DbConnection,
+    tenant: &str,
+    keys: &[RecordKey],
+) -> Result<HashMap<RecordKey, RecordRow>> {
+    let DbConnection::Pg(pg) = conn else {
+        return get_records(conn, tenant, keys);
+    };
+    let mut found = HashMap::with_capacity(keys.len());
+    // Domains in order, ids in order within each: one global lock order.
+    for (domain, ids) in by_domain(keys).into_iter().flatten() {
+        let rows = records::table
+            .filter(records::tenant_id.eq(tenant))
+            .filter(records::domain.eq(domain))
+            .filter(records::mobile_id.eq_any(ids))
+            .order(records::mobile_id)
+            .select(RecordRow::as_select())
+            .for_update()
+            .load::<RecordRow>(pg)?;
+        found.extend(rows.into_iter().map(|row| (row.key(), row)));
+    }
+    Ok(found)
+}
+
+/// Loads the given versions from history (missing ones are absent from the map): one
+/// statement per 500 wanted versions, one `OR` branch per (domain, version) shared by their
+/// records (`tenant_id = ? AND domain = ? AND version = ? AND mobile_id IN (…)`): few
+/// branches for a typical push, and no row that was not asked for.
+pub fn get_versions(
+    conn: &mut DbConnection,
+    tenant: &str,
+    wanted: &[(RecordKey, i64)],
+) -> Result<HashMap<(RecordKey, i64), VersionRow>> {
+    let mut groups: BTreeMap<(&str, i64), Vec<&str>> = BTreeMap::new();
+    for (key, version) in wanted {
+        groups.entry((key.domain.as_str(), *version)).or_default().push(key.mobile_id.as_str());
+    }
+    let mut found = HashMap::with_capacity(wanted.len());
+    for batch in batches(groups, KEYS_PER_LOOKUP) {
+        let mut query = record_versions::table.into_boxed::<MultiBackend>();
+        for (i, ((domain, version), ids)) in batch.into_iter().enumerate() {
+            let branch = record_versions::tenant_id
+                .eq(tenant)
+                .and(record_versions::domain.eq(domain))
+                .and(record_versions::mobile_id.eq_any(ids))
+                .and(record_versions::version.eq(version));
+            query = if i == 0 { query.filter(branch) } else { query.or_filter(branch) };
+        }
+        for row in query.select(VersionRow::as_select()).load::<VersionRow>(conn)? {
+            found.insert((row.key(), row.version), row);
+        }
+    }
+    Ok(found)
+}
+
+/// For each key, the latest retained version whose sequence number is at most `seq`: the
+/// version a device held when its cursor was `seq` (the base of a delta pull). Keys without
+/// such a version are absent. Two statements per 500 keys: the version numbers (aggregated in
+/// the database), then [`get_versions`].
+pub fn versions_as_of(
+    conn: &mut DbConnection,
+    tenant: &str,
+    keys: &[RecordKey],
+    seq: i64,
+) -> Result<HashMap<RecordKey, VersionRow>> {
+    let mut wanted: Vec<(RecordKey, i64)> = Vec::with_capacity(keys.len());
+    for batch in by_domain(keys) {
+        let mut query = record_versions::table
+            .group_by((record_versions::domain, record_versions::mobile_id))
+            .select((record_versions::domain, record_versions::mobile_id, max(record_versions::version)))
+            .into_boxed::<MultiBackend>();
+        for (i, (domain, ids)) in batch.into_iter().enumerate() {
+            let branch = record_versions::tenant_id
+                .eq(tenant)
+                .and(record_versions::domain.eq(domain))
+                .and(record_versions::mobile_id.eq_any(ids))
+                .and(record_versions::seq.le(seq));
+            query = if i == 0 { query.filter(branch) } else { query.or_filter(branch) };
+        }
+        let latest: Vec<(String, String, Option<i64>)> = query.load(conn)?;
+        wanted.extend(latest.into_iter().filter_map(|(d, m, v)| Some((RecordKey::new(d, m), v?))));
+    }
+    Ok(get_versions(conn, tenant, &wanted)?.into_iter().map(|((key, _), row)| (key, row)).collect())
+}
+
+/// `SET` list of the records upsert: every column but the key, from the proposed row.
+macro_rules! record_update_set {
+    () => {
+        (
+            records::version.eq(excluded(records::version)),
+            records::data.eq(excluded(records::data)),
+            records::deleted.eq(excluded(records::deleted)),
+            records::modified_at.eq(excluded(records::modified_at)),
+            records::server_modified_at.eq(excluded(records::server_modified_at)),
+            records::modified_by_device.eq(excluded(records::modified_by_device)),
+            records::bu.eq(excluded(records::bu)),
+            records::priority.eq(excluded(records::priority)),
+            records::seq.eq(excluded(records::seq)),
+        )
+    };
+}
+
+/// Writes the latest state of records: one multi-row
+/// `INSERT … ON CONFLICT (tenant_id, domain, mobile_id) DO UPDATE … WHERE records.version <
+/// excluded.version` per chunk.
+///
+/// Rows with the same key are reduced to the highest version first. On PostgreSQL the `WHERE`
+/// guards against lost updates: if a concurrent transaction has already stored the same or a
+/// newer version of one of these records, nothing of it is overwritten and the call fails
+/// with [`Error::WriteConflict`] (retry the whole transaction). On SQLite writers never run
+/// concurrently (see [`Database::write_tx`](crate::Database::write_tx)), so there is no guard.
+pub fn upsert_records(conn: &mut DbConnection, rows: &[RecordRow]) -> Result<()> {
+    let mut latest: HashMap<(&str, &str, &str), &RecordRow> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key = (row.tenant_id.as_str(), row.domain.as_str(), row.mobile_id.as_str());
+        match latest.get(&key) {
+            Some(kept) if kept.version >= row.version => {}
+            _ => {
+                latest.insert(key, row);
+            }
+        }
+    }
+    let values: Vec<NewRecord<'_>> = if latest.len() == rows.len() {
+        rows.iter().map(NewRecord::from).collect()
+    } else {
+        rows.iter()
+            .filter(|r| {
+                latest
+                    .get(&(r.tenant_id.as_str(), r.domain.as_str(), r.mobile_id.as_str()))
+                    .is_some_and(|kept| std::ptr::eq(*kept, *r))
+            })
+            .map(NewRecord::from)
+            .collect()
+    };
+    for chunk in values.chunks(rows_per_insert(12)) {
+        // `MultiBackend` has no ON CONFLICT, so the statement is built per backend. Only
+        // PostgreSQL needs the version guard: on SQLite the IMMEDIATE write transaction
+        // excludes concurrent writers (and diesel cannot put a WHERE on a SQLite batch upsert).
+        let written = match &mut *conn {
+            DbConnection::Sqlite(c) => diesel::insert_into(records::table)
+                .values(chunk)
+                .on_conflict((records::tenant_id, records::domain, records::mobile_id))
+                .do_update()
+                .set(record_update_set!())
+                .execute(c)?,
+            DbConnection::Pg(c) => diesel::query_dsl::methods::FilterDsl::filter(
+                diesel::insert_into(records::table)
+                    .values(chunk)
+                    .on_conflict((records::tenant_id, records::domain, records::mobile_id))
+                    .do_update()
+                    .set(record_update_set!()),
+                records::version.lt(excluded(records::version)),
+            )
+            .execute(c)?,
+        };
+        if written != chunk.len() {
+            return Err(Error::WriteConflict(format!(
+                "{} of {} records already had the same or a newer version",
+                chunk.len() - written,
+                chunk.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Appends history rows: one multi-row `INSERT` per chunk. A version that already exists
+/// (a concurrent writer stored it first) fails with [`Error::WriteConflict`].
+pub fn insert_versions(conn: &mut DbConnection, rows: &[VersionRow]) -> Result<()> {
+    for chunk in rows.chunks(rows_per_insert(11)) {
+        // Multi-row INSERT is not available through `MultiBackend` either.
+        crate::dispatch!(&mut *conn, c => {
+            diesel::insert_into(record_versions::table).values(chunk).execute(c)
+        })?;
+    }
+    Ok(())
+}
+
+/// The benchmark's baseline: the same multi-row upserts of `records` and `versions` as a push
+/// does, in one write transaction, and nothing else.
+pub fn raw_upsert_baseline(
+    conn: &mut DbConnection,
+    records: &[RecordRow],
+    versions: &[VersionRow],
+) -> Result<()> {
+    write_transaction(conn, |conn| {
+        upsert_records(conn, records)?;
+        insert_versions(conn, versions)
+    })
+}
+
+/// Records with `seq > after_seq` that pass `filter`, ordered by `seq`, at most `limit`.
+pub fn pull_page(
+    conn: &mut DbConnection,
+    tenant: &str,
+    after_seq: i64,
+    limit: i64,
+    filter: &PullFilter<'_>,
+) -> Result<Vec<RecordRow>> {
+    let query = records::table
+        .filter(records::tenant_id.eq(tenant))
+        .filter(records::seq.gt(after_seq))
+        .into_boxed::<MultiBackend>();
+    Ok(filter
+        .apply(query)
+        .order(records::seq.asc())
+        .limit(limit.max(0))
+        .select(RecordRow::as_select())
+        .load(conn)?)
+}
+
+/// How many records with `seq > after_seq` pass `filter` (the pull's `remaining`, a queue's
+/// pending items).
+pub fn count_after(
+    conn: &mut DbConnection,
+    tenant: &str,
+    after_seq: i64,
+    filter: &PullFilter<'_>,
+) -> Result<i64> {
+    let query = records::table
+        .filter(records::tenant_id.eq(tenant))
+        .filter(records::seq.gt(after_seq))
+        .into_boxed::<MultiBackend>();
+    Ok(filter.apply(query).count().get_result(conn)?)
+}
+
+/// What [`purge`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeStats {
+    /// Tombstoned records removed from `records`.
+    pub tombstones: usize,
+    /// History rows removed from `record_versions`.
+    pub versions: usize,
+}
+
+/// Purges `tenant`'s history below `below_seq`: tombstoned records whose last change is below
+/// it, and every version below it except each remaining record's current version. Records
+/// the new purge mark (never lowered), so a cursor below it can be told to resync.
+///
+/// Choose `below_seq` no higher than the oldest cursor of any active device
+/// ([`oldest_active_cursor`](super::oldest_active_cursor)); run it in a write transaction.
+pub fn purge(conn: &mut DbConnection, tenant: &str, below_seq: i64, now: i64) -> Result<PurgeStats> {
+    let tombstones = diesel::delete(
+        records::table
+            .filter(records::tenant_id.eq(tenant))
+            .filter(records::deleted.eq(true))
+            .filter(records::seq.lt(below_seq)),
+    )
+    .execute(conn)?;
+    // Correlated on the same tenant: no cross-tenant join, so it stays a single-shard query.
+    let versions = diesel::delete(
+        record_versions::table
+            .filter(record_versions::tenant_id.eq(tenant))
+            .filter(record_versions::seq.lt(below_seq))
+            .filter(not(exists(
+                records::table
+                    .filter(records::tenant_id.eq(record_versions::tenant_id))
+                    .filter(records::domain.eq(record_versions::domain))
+                    .filter(records::mobile_id.eq(record_versions::mobile_id))
+                    .filter(records::version.eq(record_versions::version)),
+            ))),
+    )
+    .execute(conn)?;
+    // The mark only rises.
+    crate::dispatch!(&mut *conn, c => {
+        let upsert = diesel::insert_into(purge_marks::table)
+            .values((
+                purge_marks::tenant_id.eq(tenant),
+                purge_marks::purged_below_seq.eq(below_seq),
+                purge_marks::purged_at.eq(now),
+            ))
+            .on_conflict(purge_marks::tenant_id)
+            .do_update()
+            .set((
+                purge_marks::purged_below_seq.eq(excluded(purge_marks::purged_below_seq)),
+                purge_marks::purged_at.eq(excluded(purge_marks::purged_at)),
+            ));
+        let rising = purge_marks::purged_below_seq.lt(excluded(purge_marks::purged_below_seq));
+        diesel::query_dsl::methods::FilterDsl::filter(upsert, rising).execute(c)
+    })?;
+    Ok(PurgeStats { tombstones, versions })
+}
+
+/// The sequence number below which `tenant`'s history was purged (0: never). A pull cursor
+/// below it must resync.
+pub fn get_purge_mark(conn: &mut DbConnection, tenant: &str) -> Result<i64> {
+    Ok(purge_marks::table
+        .filter(purge_marks::tenant_id.eq(tenant))
+        .select(purge_marks::purged_below_seq)
+        .first::<i64>(conn)
+        .optional()?
+        .unwrap_or(0))
+}

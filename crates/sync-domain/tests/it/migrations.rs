@@ -1,0 +1,144 @@
+//! Migrations: up, down all, up again on both backends; the diesel schema matches the DDL.
+
+use diesel::prelude::*;
+use sync_domain::schema::{self, ALL_TABLES};
+use sync_domain::store::{
+    AlertRow, ConflictRow, DeviceHealthRow, DeviceRow, IdempotencyRow, PolicyRow, RecordRow, SnapshotRow,
+    SyncEventRow, UserRow, VersionRow,
+};
+use sync_domain::{Backend, Database, DbConnection};
+
+#[derive(QueryableByName)]
+struct Name {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
+/// Our tables (without diesel's bookkeeping table), sorted.
+pub fn tables(db: &Database) -> Vec<String> {
+    let mut names: Vec<String> = db
+        .run_sync(|conn| {
+            Ok(match conn {
+                DbConnection::Sqlite(c) => diesel::sql_query(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+                )
+                .load::<Name>(c)?,
+                DbConnection::Pg(c) => {
+                    diesel::sql_query("SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()")
+                        .load::<Name>(c)?
+                }
+            })
+        })
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .filter(|n| n != "__diesel_schema_migrations")
+        .collect();
+    names.sort();
+    names
+}
+
+/// Selects every column of every table through the diesel schema, so that a column missing
+/// or mistyped in a migration fails here.
+fn schema_matches(db: &Database) {
+    db.run_sync(|c| {
+        use schema::*;
+        tenants::table.select(tenants::all_columns).limit(0).load::<(String, i64)>(c)?;
+        change_counters::table.select(change_counters::all_columns).limit(0).load::<(String, i64)>(c)?;
+        users::table.select(UserRow::as_select()).limit(0).load(c)?;
+        api_tokens::table.select(api_tokens::all_columns).limit(0).load::<(
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            i64,
+            Option<i64>,
+            bool,
+        )>(c)?;
+        devices::table.select(DeviceRow::as_select()).limit(0).load(c)?;
+        records::table.select(RecordRow::as_select()).limit(0).load(c)?;
+        record_versions::table.select(VersionRow::as_select()).limit(0).load(c)?;
+        idempotency_keys::table.select(IdempotencyRow::as_select()).limit(0).load(c)?;
+        purge_marks::table.select(purge_marks::all_columns).limit(0).load::<(String, i64, i64)>(c)?;
+        conflicts::table.select(ConflictRow::as_select()).limit(0).load(c)?;
+        tenant_policies::table.select(PolicyRow::as_select()).limit(0).load(c)?;
+        device_health::table.select(DeviceHealthRow::as_select()).limit(0).load(c)?;
+        sync_events::table.select(SyncEventRow::as_select()).limit(0).load(c)?;
+        snapshots::table.select(SnapshotRow::as_select()).limit(0).load(c)?;
+        alerts::table.select(AlertRow::as_select()).limit(0).load(c)?;
+        Ok(())
+    })
+    .unwrap();
+}
+
+async fn round_trip(db: Database) {
+    let mut expected: Vec<String> = ALL_TABLES.iter().map(|t| (*t).to_owned()).collect();
+    expected.sort();
+    assert_eq!(tables(&db), expected);
+    schema_matches(&db);
+    let ready = db.ping().await.unwrap();
+    assert!(ready.migrations_current, "{ready:?}");
+
+    let reverted = db.revert_all_migrations().unwrap();
+    assert_eq!(reverted.len(), 3);
+    assert!(tables(&db).is_empty(), "left after down: {:?}", tables(&db));
+    let ready = db.ping().await.unwrap();
+    assert!(!ready.migrations_current);
+    assert_eq!(ready.pending.len(), 3);
+
+    let applied = db.migrate().unwrap();
+    assert_eq!(applied.len(), 3);
+    assert_eq!(tables(&db), expected);
+    schema_matches(&db);
+    assert!(db.ping().await.unwrap().migrations_current);
+    // Nothing left to apply.
+    assert!(db.migrate().unwrap().is_empty());
+}
+
+sync_domain::backend_tests!(round_trip);
+
+#[test]
+fn both_backends_have_the_same_migrations() {
+    let names = |dir: &str| {
+        let mut v: Vec<String> =
+            std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("sqlite"), names("postgres"));
+    assert_eq!(names("sqlite").len(), 3);
+}
+
+#[test]
+fn memory_database_migrates_and_keeps_its_data() {
+    let db = Database::connect("sqlite::memory:", Default::default()).unwrap();
+    assert_eq!(db.backend(), Backend::Sqlite);
+    db.migrate().unwrap();
+    db.write_tx_sync(|c| sync_domain::store::ensure_tenant(c, "t1", 1)).unwrap();
+    assert_eq!(db.run_sync(sync_domain::store::tenant_ids).unwrap(), vec!["t1".to_owned()]);
+}
+
+#[test]
+fn bad_urls_and_unreachable_servers_are_told_apart() {
+    let err = Database::connect("mysql://localhost/x", Default::default()).unwrap_err();
+    assert!(matches!(err, sync_domain::Error::InvalidUrl(_)), "{err}");
+    // Nothing listens on port 1: connection refused, reported as unavailable (503).
+    let opts = sync_domain::ConnectOptions {
+        connection_timeout: std::time::Duration::from_millis(500),
+        ..Default::default()
+    };
+    let err = Database::connect("postgres://postgres@127.0.0.1:1/postgres", opts.clone()).unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    // A lazy pool connects, and reports the same on first use.
+    let db = Database::connect(
+        "postgres://postgres@127.0.0.1:1/postgres",
+        sync_domain::ConnectOptions { check_on_connect: false, ..opts },
+    )
+    .unwrap();
+    assert!(db.ping_sync().unwrap_err().is_unavailable());
+    assert!(db.run_sync(|_| Ok(())).unwrap_err().is_unavailable());
+}
