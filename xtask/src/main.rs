@@ -56,7 +56,10 @@ fn run(args: &[String]) -> Result<()> {
 
 /// The workspace root (xtask lives one level below it).
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
@@ -83,7 +86,8 @@ fn ci() -> Result<()> {
     cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     test("all")?;
     report_tidy(&tidy::check(&root())?)?;
-    let has_deny = Command::new("cargo").args(["deny", "--version"]).output().is_ok_and(|o| o.status.success());
+    let has_deny =
+        Command::new("cargo").args(["deny", "--version"]).output().is_ok_and(|o| o.status.success());
     if has_deny {
         cargo(&["deny", "check", "bans", "licenses", "sources"])?;
     } else {

@@ -37,6 +37,18 @@ pub struct SyncMeta {
     pub priority: Priority,
 }
 
+/// The nil record: nil id, version 0, `synced`, modified at the Unix epoch. Lets a typed
+/// domain struct be read from a change's bare `data` with its meta filled in afterwards.
+impl Default for SyncMeta {
+    fn default() -> Self {
+        Self {
+            modified_at: OffsetDateTime::UNIX_EPOCH,
+            sync_status: SyncStatus::Synced,
+            ..Self::new(Uuid::nil())
+        }
+    }
+}
+
 impl SyncMeta {
     /// Meta for a record a device has just created: version 0, pending sync, modified now.
     pub fn new(mobile_id: Uuid) -> Self {

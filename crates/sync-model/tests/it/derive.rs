@@ -5,8 +5,13 @@ use uuid::Uuid;
 
 #[allow(dead_code)] // status and priority are declared for the derive, not read.
 #[derive(SyncableModel)]
-#[sync(domain = "ticket", workflow = "ticket", critical_fields(escalation_level, status),
-       priority_field = "priority", validate = "Ticket::check")]
+#[sync(
+    domain = "ticket",
+    workflow = "ticket",
+    critical_fields(escalation_level, status),
+    priority_field = "priority",
+    validate = "Ticket::check"
+)]
 struct Ticket {
     #[sync(meta)]
     meta: SyncMeta,

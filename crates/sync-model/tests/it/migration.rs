@@ -5,7 +5,14 @@ use sync_model::migration::{Backend, MigrationOptions, sync_migration};
 #[test]
 fn postgres_template_adds_every_sync_column_and_index() {
     let sql = sync_migration(&MigrationOptions::new("jobneed", Backend::Postgres)).unwrap();
-    for column in ["mobile_id UUID", "version BIGINT", "sync_status VARCHAR(20)", "modified_at TIMESTAMPTZ", "deleted BOOLEAN", "priority VARCHAR(6)"] {
+    for column in [
+        "mobile_id UUID",
+        "version BIGINT",
+        "sync_status VARCHAR(20)",
+        "modified_at TIMESTAMPTZ",
+        "deleted BOOLEAN",
+        "priority VARCHAR(6)",
+    ] {
         assert!(sql.up.contains(&format!("ALTER TABLE jobneed ADD COLUMN {column}")), "{column}: {}", sql.up);
     }
     assert!(sql.up.contains("CREATE UNIQUE INDEX jobneed_mobile_id_uniq ON jobneed (mobile_id);"));

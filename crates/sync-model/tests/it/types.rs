@@ -15,9 +15,8 @@ fn priority() -> impl Strategy<Value = Priority> {
 
 fn timestamp() -> impl Strategy<Value = OffsetDateTime> {
     // Whole microseconds between 1970 and 2100, as the server stores them.
-    (0i64..4_102_444_800_000_000).prop_map(|us| {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap()
-    })
+    (0i64..4_102_444_800_000_000)
+        .prop_map(|us| OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap())
 }
 
 fn meta() -> impl Strategy<Value = SyncMeta> {
@@ -32,19 +31,21 @@ fn meta() -> impl Strategy<Value = SyncMeta> {
         prop::option::of("[a-z]{1,10}"),
         priority(),
     )
-        .prop_map(|(id, version, sync_status, modified_at, server_modified_at, device, deleted, bu, priority)| {
-            SyncMeta {
-                mobile_id: Uuid::from_u128(id),
-                version,
-                sync_status,
-                modified_at,
-                server_modified_at,
-                modified_by_device: device,
-                deleted,
-                bu,
-                priority,
-            }
-        })
+        .prop_map(
+            |(id, version, sync_status, modified_at, server_modified_at, device, deleted, bu, priority)| {
+                SyncMeta {
+                    mobile_id: Uuid::from_u128(id),
+                    version,
+                    sync_status,
+                    modified_at,
+                    server_modified_at,
+                    modified_by_device: device,
+                    deleted,
+                    bu,
+                    priority,
+                }
+            },
+        )
 }
 
 proptest! {

@@ -92,11 +92,18 @@ fn single_steps_and_offline_paths() {
     assert!(TASK.check_step("ASSIGNED", "ASSIGNED").is_ok());
     assert_eq!(
         TASK.check_step("ASSIGNED", "COMPLETED"),
-        Err(StateMachineError::IllegalStep { workflow: "task", from: "ASSIGNED".into(), to: "COMPLETED".into() })
+        Err(StateMachineError::IllegalStep {
+            workflow: "task",
+            from: "ASSIGNED".into(),
+            to: "COMPLETED".into()
+        })
     );
     // Offline, the technician started and finished the task: legal through INPROGRESS.
     assert_eq!(TASK.path("ASSIGNED", "COMPLETED").unwrap(), ["ASSIGNED", "INPROGRESS", "COMPLETED"]);
-    assert_eq!(ATTENDANCE.path("REJECTED", "CORRECTED").unwrap(), ["REJECTED", "PENDING", "VERIFIED", "CORRECTED"]);
+    assert_eq!(
+        ATTENDANCE.path("REJECTED", "CORRECTED").unwrap(),
+        ["REJECTED", "PENDING", "VERIFIED", "CORRECTED"]
+    );
     assert!(!ATTENDANCE.reachable("CORRECTED", "PENDING"));
 }
 
@@ -112,7 +119,13 @@ fn errors_name_the_illegal_move() {
     assert_eq!(err.to_string(), "task: a new record cannot start in COMPLETED (allowed: ASSIGNED)");
     // Unknown states are refused even in permissive mode.
     assert!(StateMachine::new(Mode::Permissive).check(Some(&TICKET), "OPEN", "DONE").is_err());
-    assert!(StateMachine::new(Mode::Permissive).check_start(Some(&TASK), "COMPLETED").unwrap().tolerated.is_some());
+    assert!(
+        StateMachine::new(Mode::Permissive)
+            .check_start(Some(&TASK), "COMPLETED")
+            .unwrap()
+            .tolerated
+            .is_some()
+    );
 }
 
 #[test]
