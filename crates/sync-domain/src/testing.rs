@@ -176,8 +176,10 @@ fn admin_connection(url: &str) -> Result<PgConnection, String> {
     } else {
         format!("{url}{}connect_timeout=3", if url.contains('?') { '&' } else { '?' })
     };
-    PgConnection::establish(&url)
-        .map_err(|e| UNREACHABLE.get_or_init(|| e.to_string().trim().to_owned()).clone())
+    PgConnection::establish(&url).map_err(|e| {
+        let first_line = e.to_string().lines().next().unwrap_or_default().trim().to_owned();
+        UNREACHABLE.get_or_init(|| first_line).clone()
+    })
 }
 
 /// The URL with `options=-c search_path=<schema>` added (libpq applies it to every session).
