@@ -1,0 +1,189 @@
+//! `ApiError`: every way a request fails, and how it looks on the wire.
+//!
+//! Policy: every failure answers with the protocol's body
+//! `{"error": {"code": "snake_case", "message": "…", "details": …}}` and the status of
+//! PROTOCOL.md section 9. Bad input is always a 4xx: anything a client can send is classified
+//! before it reaches the engine, and the engine's own input errors map to 4xx too. Only a
+//! database that cannot be reached (503, with `Retry-After`) and genuine server faults (500)
+//! are 5xx, and only those are logged (at `warn` and `error`): a 4xx is the client's business
+//! and is visible in the request trace.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+use sync_bandwidth::BandwidthError;
+
+/// Seconds a client should wait before retrying when the database is unreachable.
+pub const RETRY_AFTER_SECS: u32 = 5;
+
+/// Result alias for this crate.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// Every failure of an API request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: malformed JSON, wrong types, unknown fields, invalid parameters.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String, details: Option<Value> },
+    /// 401: no token, or one that is unknown, revoked or expired.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the token's role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such route or record (another tenant's record is reported this way too).
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists, the method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409: the client must refetch before trying again.
+    #[error("{0}")]
+    Conflict(String),
+    /// 410: the pull cursor is older than what was purged; start again without one.
+    #[error("the cursor is older than the retained history; pull again without a cursor")]
+    ResyncRequired,
+    /// 413: body, decoded body or change count over the limits.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: a `Content-Encoding` the server cannot decode.
+    #[error("{0}")]
+    UnsupportedEncoding(String),
+    /// 422: well-formed but semantically refused (for example a reused idempotency key).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    /// 503: the database cannot be reached.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// 500: a fault of the server.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The wire shape of an error.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// `error` of [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// snake_case error code, e.g. `invalid_json`, `unauthorized`, `idempotency_key_reused`.
+    pub code: String,
+    /// A human-readable explanation.
+    pub message: String,
+    /// Structured details (for example the path of an invalid field), or `null`.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+impl ApiError {
+    /// A 400 with a code and message.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, message: message.into(), details: None }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::ResyncRequired => StatusCode::GONE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The protocol's snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } | ApiError::Unprocessable { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::ResyncRequired => "resync_required",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The body sent to the client. A 500 does not leak its cause.
+    pub fn body(&self) -> ErrorBody {
+        let message = match self {
+            ApiError::Internal(_) => "internal server error".to_owned(),
+            ApiError::Unavailable(_) => "the database is unreachable; retry later".to_owned(),
+            other => other.to_string(),
+        };
+        let details = match self {
+            ApiError::BadRequest { details: Some(details), .. } => details.clone(),
+            _ => Value::Null,
+        };
+        ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message, details } }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(%cause, "request failed"),
+            ApiError::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
+            _ => {}
+        }
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+impl From<sync_domain::Error> for ApiError {
+    fn from(e: sync_domain::Error) -> Self {
+        use sync_domain::Error as E;
+        match e {
+            E::Unavailable(cause) => ApiError::Unavailable(cause),
+            E::BadRequest { code, message } => ApiError::BadRequest { code, message, details: None },
+            E::PayloadTooLarge(message) => ApiError::PayloadTooLarge(message),
+            E::IdempotencyKeyReused => ApiError::Unprocessable {
+                code: "idempotency_key_reused",
+                message: "this Idempotency-Key was already used with a different request".to_owned(),
+            },
+            E::Unprocessable { code, message } => ApiError::Unprocessable { code, message },
+            E::NotFound(message) => ApiError::NotFound(message),
+            E::Forbidden(message) => ApiError::Forbidden(message),
+            E::Conflict(message) => ApiError::Conflict(message),
+            E::ResyncRequired => ApiError::ResyncRequired,
+            // The engine already retried; the same request later is expected to succeed.
+            E::WriteConflict(cause) => ApiError::Unavailable(format!("concurrent writes, retry: {cause}")),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<BandwidthError> for ApiError {
+    fn from(e: BandwidthError) -> Self {
+        match e {
+            BandwidthError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+            BandwidthError::UnsupportedEncoding(_) => ApiError::UnsupportedEncoding(e.to_string()),
+            BandwidthError::Corrupt { .. } => ApiError::bad_request("malformed_body", e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

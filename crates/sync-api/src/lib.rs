@@ -1,0 +1,17 @@
+//! One operation interface for syncforge, and its REST (axum) and GraphQL (async-graphql) adapters.
+#![doc = include_str!("../README.md")]
+
+pub mod auth;
+pub mod error;
+pub mod graphql;
+pub mod openapi;
+pub mod operation;
+pub mod rest;
+
+pub use auth::{Authenticator, Claims};
+pub use error::{ApiError, ErrorBody, ErrorDetail, Result};
+pub use operation::{
+    ApiOptions, EncodedBody, OperationOutput, OperationRequest, RequestMetrics, SyncApi, SyncOperation,
+    Transport,
+};
+pub use rest::router;

@@ -1,0 +1,10 @@
+//! Integration tests of sync-api: every endpoint through `Router::oneshot`, the bad-input
+//! table, REST/GraphQL parity and the OpenAPI and GraphQL schema snapshots.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod common;
+mod endpoints;
+mod laws;
+mod parity;
+mod schema;

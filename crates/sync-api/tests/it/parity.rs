@@ -1,0 +1,163 @@
+//! REST and GraphQL over one operation interface: same outcomes, same stored state, shared
+//! idempotency.
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use sync_domain::Backend;
+
+use crate::common::*;
+
+const PUSH: &str = "mutation($key: String!, $input: JSON!) { push(idempotencyKey: $key, input: $input) }";
+
+fn pushes() -> Vec<Value> {
+    let ticket = |base: i64, title: &str, status: &str, level: i64, device: &str| {
+        json!({"device_id": device, "changes": [{"domain": "ticket", "mobile_id": uuid(9), "base_version": base,
+            "op": "upsert", "data": {"title": title, "status": status, "escalation_level": level},
+            "modified_at": "2026-11-22T09:00:00Z"}]})
+    };
+    vec![
+        task_push("d1", &[1, 2], "Check pump"),
+        ticket(0, "Leak", "NEW", 0, "d1"),
+        ticket(1, "Leak", "OPEN", 2, "d1"),
+        // A stale edit: preserve_escalation merges.
+        ticket(1, "Leak in hall", "OPEN", 1, "d2"),
+        json!({"device_id": "d1", "changes": [{"domain": "task", "mobile_id": uuid(2), "base_version": 1,
+            "op": "delete", "modified_at": "2026-11-22T09:30:00Z"}]}),
+        json!({"device_id": "d1", "changes": [{"domain": "journal", "mobile_id": uuid(3), "base_version": 0,
+            "op": "upsert", "data": {"title": ""}, "modified_at": "2026-11-22T09:30:00Z"}]}),
+    ]
+}
+
+/// What a push result says, without ids and times that differ between two databases.
+fn outcome(result: &Value) -> Value {
+    json!({"outcome": result["outcome"], "version": result["version"], "winner": result["conflict"]["winner"],
+           "data": result["record"]["data"], "error": result["error"]["code"]})
+}
+
+/// The stored state of `acme`, without server times.
+async fn state(app: &TestApp) -> Vec<Value> {
+    let mut records = app.stored().await;
+    for r in &mut records {
+        let obj = r.as_object_mut().unwrap();
+        obj.remove("server_modified_at");
+        obj.remove("modified_at");
+    }
+    records.sort_by_key(|r| r["mobile_id"].as_str().unwrap().to_owned());
+    records
+}
+
+async fn same_pushes_same_database(backend: Backend) {
+    let (Some(rest), Some(gql)) = (TestApp::on_backend(backend), TestApp::on_backend(backend)) else {
+        return;
+    };
+    for (i, body) in pushes().into_iter().enumerate() {
+        let token = if body["device_id"] == "d2" {
+            (&rest.device2, &gql.device2)
+        } else {
+            (&rest.device, &gql.device)
+        };
+        let key = format!("push-{i}");
+        let a = rest.push(token.0, &key, body.clone()).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+        let b = gql.graphql(token.1, PUSH, json!({"key": key, "input": body})).await;
+        assert_eq!(b.status, StatusCode::OK);
+        let b = b.json();
+        assert!(b.get("errors").is_none(), "{b}");
+        let (a, b) = (a.json(), b["data"]["push"].clone());
+        let outcomes = |v: &Value| v["results"].as_array().unwrap().iter().map(outcome).collect::<Vec<_>>();
+        assert_eq!(outcomes(&a), outcomes(&b), "push {i}");
+    }
+    assert_eq!(state(&rest).await, state(&gql).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_pushes_leave_identical_databases_sqlite() {
+    same_pushes_same_database(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_pushes_leave_identical_databases_postgres() {
+    same_pushes_same_database(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_across_transports() {
+    let app = TestApp::new();
+    let body = task_push("d1", &[1], "Check pump");
+    let rest = app.push(&app.device, "shared", body.clone()).await;
+    assert_eq!(rest.status, StatusCode::OK);
+    let gql = app.graphql(&app.device, PUSH, json!({"key": "shared", "input": body})).await.json();
+    assert_eq!(gql["data"]["push"], rest.json());
+    // And the other way round, with a different body: 422 on REST, code in the GraphQL error.
+    let other = task_push("d1", &[5], "Other");
+    let first = app.graphql(&app.device, PUSH, json!({"key": "gql-first", "input": other})).await.json();
+    assert!(first.get("errors").is_none(), "{first}");
+    let replay = app.push(&app.device, "gql-first", other.clone()).await;
+    assert_eq!(replay.json(), first["data"]["push"]);
+    let reused = app.push(&app.device, "shared", other.clone()).await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let reused = app.graphql(&app.device, PUSH, json!({"key": "gql-first", "input": body})).await.json();
+    assert_eq!(reused["errors"][0]["extensions"]["code"], "idempotency_key_reused", "{reused}");
+    assert_eq!(reused["errors"][0]["extensions"]["status"], 422);
+}
+
+#[tokio::test]
+async fn every_operation_answers_on_graphql() {
+    let app = TestApp::new();
+    app.push(&app.device, "k", task_push("d1", &[1], "Check pump")).await;
+    let device_queries = [
+        ("{ pull(limit: 10) }", "pull"),
+        (r#"{ queueStatus(deviceId: "d1") }"#, "queueStatus"),
+        ("{ optimalTime }", "optimalTime"),
+        (r#"{ deviceHealth(deviceId: "d1") }"#, "deviceHealth"),
+        (r#"mutation { partialSync(input: {device_id: "d1", priority: "high"}) }"#, "partialSync"),
+    ];
+    for (query, field) in device_queries {
+        let r = app.graphql(&app.device, query, json!({})).await.json();
+        assert!(r.get("errors").is_none(), "{query}: {r}");
+        assert!(!r["data"][field].is_null(), "{query}: {r}");
+    }
+    let rest_pull = app.get("/api/v1/sync/pull?limit=10", &app.device).await.json();
+    let gql_pull = app.graphql(&app.device, "{ pull(limit: 10) }", json!({})).await.json();
+    assert_eq!(gql_pull["data"]["pull"]["changes"], rest_pull["changes"]);
+
+    let admin_queries = [
+        ("{ dashboard }", "dashboard"),
+        ("{ policies }", "policies"),
+        (r#"{ conflicts(status: "pending") }"#, "conflicts"),
+        (r#"mutation { setPolicy(domain: "task", input: {policy: "client_wins"}) }"#, "setPolicy"),
+        ("mutation { createSnapshot(timeWindowHours: 2) }", "createSnapshot"),
+    ];
+    for (query, field) in admin_queries {
+        let r = app.graphql(&app.admin, query, json!({})).await.json();
+        assert!(r.get("errors").is_none(), "{query}: {r}");
+        assert!(!r["data"][field].is_null(), "{query}: {r}");
+        if field == "policies" {
+            continue; // devices may read policies
+        }
+        // The same operation is refused for a device, with REST's status in the error.
+        let denied = app.graphql(&app.device, query, json!({})).await.json();
+        assert_eq!(denied["errors"][0]["extensions"]["status"], 403, "{query}: {denied}");
+    }
+    let r = app
+        .graphql(
+            &app.admin,
+            r#"mutation { resolveConflict(id: "nope", input: {choose: "client"}) }"#,
+            json!({}),
+        )
+        .await
+        .json();
+    assert_eq!(r["errors"][0]["extensions"]["code"], "not_found", "{r}");
+    let r = app.graphql(&app.device, "{ nonsense }", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json()["errors"].is_array());
+    let r = app
+        .req()
+        .method(axum::http::Method::POST)
+        .path("/graphql")
+        .bearer(&app.device)
+        .raw(b"{".to_vec())
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}

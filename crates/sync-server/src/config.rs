@@ -1,0 +1,229 @@
+//! Configuration: defaults, then a TOML file, then environment variables, then flags.
+//!
+//! With no file and no variables the server runs on `sqlite://sync.db` at `127.0.0.1:8080`
+//! with the protocol's defaults. The file has two tables, both optional:
+//!
+//! ```toml
+//! [server]
+//! bind = "0.0.0.0:8080"
+//! database_url = "postgres://sync@db/sync"
+//!
+//! [sync]                      # every field of sync_domain::SyncConfig
+//! max_push_changes = 500
+//! peak_hours_start = 8
+//! ```
+//!
+//! Environment: `SYNC_CONFIG` (the file's path), `SYNC_DATABASE_URL`, `SYNC_BIND`,
+//! `SYNC_JWT_SECRET`, and `SYNC_<FIELD>` for any top-level field of `[sync]`
+//! (`SYNC_MAX_PUSH_CHANGES=100`). Unknown keys in the file are errors; environment variables
+//! that name no field are ignored (other tools share the `SYNC_` prefix).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+use sync_domain::SyncConfig;
+
+use crate::error::CliError;
+
+/// The database when nothing else is configured.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://sync.db";
+/// The listen address when nothing else is configured.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+
+/// Environment variables with a meaning of their own (not `[sync]` overrides).
+const RESERVED_ENV: &[&str] = &["CONFIG", "DATABASE_URL", "BIND", "JWT_SECRET", "LOG"];
+
+/// `[server]` of the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    pub bind: Option<String>,
+    pub database_url: Option<String>,
+    pub jwt_secret: Option<String>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub server: ServerSection,
+    pub sync: SyncConfig,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database_url: String,
+    pub jwt_secret: Option<String>,
+    pub sync: SyncConfig,
+}
+
+/// Flags that override everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides<'a> {
+    pub config_path: Option<&'a Path>,
+    pub database_url: Option<&'a str>,
+    pub bind: Option<&'a str>,
+}
+
+impl Config {
+    /// Resolves the configuration from `overrides`, the file and `env` (name, value pairs).
+    pub fn load(overrides: &Overrides<'_>, env: &[(String, String)]) -> Result<Config, CliError> {
+        let var = |name: &str| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty())
+        };
+        let path =
+            overrides.config_path.map(Path::to_path_buf).or_else(|| var("SYNC_CONFIG").map(Into::into));
+        let file = match &path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    CliError::Config(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| {
+                    CliError::Config(format!("config file {}: {}", path.display(), one_line(&e)))
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let sync = apply_env(file.sync, env)?;
+        let problems = sync.problems();
+        if !problems.is_empty() {
+            return Err(CliError::Config(format!("invalid configuration: {}", problems.join("; "))));
+        }
+        let bind_text = overrides
+            .bind
+            .map(str::to_owned)
+            .or_else(|| var("SYNC_BIND"))
+            .or(file.server.bind)
+            .unwrap_or_else(|| DEFAULT_BIND.to_owned());
+        let bind = bind_text.parse().map_err(|_| {
+            CliError::Config(format!("invalid bind address `{bind_text}` (expected HOST:PORT)"))
+        })?;
+        let database_url = overrides
+            .database_url
+            .map(str::to_owned)
+            .or_else(|| var("SYNC_DATABASE_URL"))
+            .or(file.server.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let jwt_secret = var("SYNC_JWT_SECRET").or(file.server.jwt_secret).filter(|s| !s.is_empty());
+        Ok(Config { bind, database_url, jwt_secret, sync })
+    }
+}
+
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Applies `SYNC_<FIELD>` variables to the top-level fields of `sync`.
+fn apply_env(sync: SyncConfig, env: &[(String, String)]) -> Result<SyncConfig, CliError> {
+    let Value::Object(mut fields) =
+        serde_json::to_value(&sync).map_err(|e| CliError::Config(format!("configuration: {e}")))?
+    else {
+        return Ok(sync);
+    };
+    let mut changed = false;
+    for (name, raw) in env {
+        let Some(field) = name.strip_prefix("SYNC_") else { continue };
+        if RESERVED_ENV.contains(&field) {
+            continue;
+        }
+        let key = field.to_ascii_lowercase();
+        let Some(slot) = fields.get_mut(&key) else { continue };
+        if slot.is_object() {
+            continue;
+        }
+        // Numbers and booleans are JSON; anything else is taken as a string.
+        *slot = serde_json::from_str::<Value>(raw.trim())
+            .ok()
+            .filter(|v| v.is_number() || v.is_boolean())
+            .unwrap_or_else(|| Value::String(raw.clone()));
+        changed = true;
+    }
+    if !changed {
+        return Ok(sync);
+    }
+    serde_json::from_value(Value::Object(fields))
+        .map_err(|e| CliError::Config(format!("invalid SYNC_* environment override: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(&Overrides::default(), &[]).unwrap();
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.bind.to_string(), DEFAULT_BIND);
+        assert_eq!(config.sync, SyncConfig::default());
+        assert_eq!(config.jwt_secret, None);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sync.toml");
+        std::fs::write(
+            &path,
+            "[server]\nbind = \"0.0.0.0:9000\"\ndatabase_url = \"sqlite://file.db\"\n[sync]\nmax_push_changes = 10\npeak_hours_start = 8\n",
+        )
+        .unwrap();
+        let overrides = Overrides { config_path: Some(&path), ..Overrides::default() };
+        let config =
+            Config::load(&overrides, &env(&[("SYNC_PEAK_HOURS_START", "7"), ("SYNC_JWT_SECRET", "s")]))
+                .unwrap();
+        assert_eq!(config.bind.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.database_url, "sqlite://file.db");
+        assert_eq!(config.sync.max_push_changes, 10);
+        assert_eq!(config.sync.peak_hours_start, 7);
+        assert_eq!(config.jwt_secret.as_deref(), Some("s"));
+
+        let overrides =
+            Overrides { config_path: Some(&path), database_url: Some("sqlite://flag.db"), bind: None };
+        let config = Config::load(&overrides, &env(&[("SYNC_DATABASE_URL", "sqlite://env.db")])).unwrap();
+        assert_eq!(config.database_url, "sqlite://flag.db");
+    }
+
+    #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("# sync.toml").expect("the README has an example config");
+        let example = &readme[start..readme[start..].find("```").map_or(readme.len(), |end| start + end)];
+        let file: FileConfig = toml::from_str(example).unwrap();
+        assert_eq!(file.sync.batch_sizes.poor, 10);
+        assert_eq!(file.server.bind.as_deref(), Some("0.0.0.0:8080"));
+        assert!(file.sync.problems().is_empty());
+    }
+
+    #[test]
+    fn bad_configuration_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sync.toml");
+        std::fs::write(&path, "[sync]\nno_such_field = 1\n").unwrap();
+        let overrides = Overrides { config_path: Some(&path), ..Overrides::default() };
+        assert!(matches!(Config::load(&overrides, &[]), Err(CliError::Config(_))));
+        assert!(matches!(
+            Config::load(&Overrides::default(), &env(&[("SYNC_MAX_PUSH_CHANGES", "many")])),
+            Err(CliError::Config(_))
+        ));
+        assert!(matches!(
+            Config::load(&Overrides::default(), &env(&[("SYNC_MIN_COMPRESSION_RATIO", "3")])),
+            Err(CliError::Config(_))
+        ));
+        assert!(matches!(
+            Config::load(&Overrides { bind: Some("nowhere"), ..Overrides::default() }, &[]),
+            Err(CliError::Config(_))
+        ));
+        // Variables of other tools are not ours to refuse.
+        assert!(Config::load(&Overrides::default(), &env(&[("SYNC_TEST_DATABASE_URL", "x")])).is_ok());
+    }
+}
