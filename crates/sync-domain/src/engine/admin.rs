@@ -308,7 +308,6 @@ impl SyncEngine {
             }
             record_sync(
                 conn,
-                &engine,
                 &SyncRecord {
                     principal: &principal,
                     device_id: &conflict.device_id,

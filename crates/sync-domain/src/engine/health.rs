@@ -7,7 +7,6 @@ use sync_metrics::{DeviceHealth, DeviceSync};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::SyncEngine;
 use crate::{
     Result,
     db::DbConnection,
@@ -51,8 +50,7 @@ fn to_i64(n: impl TryInto<i64>) -> i64 {
     n.try_into().unwrap_or(i64::MAX)
 }
 
-pub(crate) fn record_sync(conn: &mut DbConnection, engine: &SyncEngine, sync: &SyncRecord<'_>) -> Result<()> {
-    let _ = engine;
+pub(crate) fn record_sync(conn: &mut DbConnection, sync: &SyncRecord<'_>) -> Result<()> {
     let tenant = sync.principal.tenant.as_str();
     let duration_ms = sync.started.elapsed().as_secs_f64() * 1000.0;
     let mut health = store::get_device_health(conn, tenant, sync.device_id)?

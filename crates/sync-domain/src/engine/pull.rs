@@ -144,7 +144,6 @@ impl SyncEngine {
         if let Some(device) = request.device_id.clone() {
             let principal = principal.clone();
             let next = parse_cursor(Some(&response.cursor))?.seq();
-            let engine = self.clone();
             let network = request.network_quality.clone();
             let mut domains: BTreeMap<String, (u64, u64)> = BTreeMap::new();
             for change in &response.changes {
@@ -164,7 +163,6 @@ impl SyncEngine {
                 )?;
                 record_sync(
                     conn,
-                    &engine,
                     &SyncRecord {
                         principal: &principal,
                         device_id: &device,

@@ -373,7 +373,6 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<PushReply> 
     let bytes = serde_json::to_vec(request).map(|v| v.len()).unwrap_or(0);
     record_sync(
         conn,
-        engine,
         &SyncRecord {
             principal,
             device_id,
