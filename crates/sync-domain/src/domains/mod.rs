@@ -10,7 +10,7 @@ mod builtin;
 use std::{collections::BTreeMap, fmt, marker::PhantomData, sync::Arc};
 
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sync_conflict::Policy;
 use sync_model::{SyncableModel, ValidationErrors};
 use sync_state_machine::Workflow;
@@ -31,8 +31,8 @@ pub trait DomainSyncService: Send + Sync + 'static {
     fn critical_fields(&self) -> &'static [&'static str];
     /// The conflict policy used when the tenant has not chosen one.
     fn default_policy(&self) -> Policy;
-    /// Checks a change's `data` (a JSON object), naming each bad field by its path (`data.title`).
-    fn validate(&self, data: &Value) -> Result<(), ValidationErrors>;
+    /// Checks a change's `data` object, naming each bad field by its path (`data.title`).
+    fn validate(&self, data: &Map<String, Value>) -> Result<(), ValidationErrors>;
 }
 
 /// The service of a typed domain struct.
@@ -59,17 +59,15 @@ impl<T: SyncableModel + DeserializeOwned + 'static> DomainSyncService for Typed<
         self.policy
     }
 
-    fn validate(&self, data: &Value) -> Result<(), ValidationErrors> {
+    fn validate(&self, data: &Map<String, Value>) -> Result<(), ValidationErrors> {
         let record: T = read_data(data)?;
         record.validate()
     }
 }
 
-/// Reads `data` into a domain struct, reporting a type error at the path where it occurred.
-pub fn read_data<T: DeserializeOwned>(data: &Value) -> Result<T, ValidationErrors> {
-    if !data.is_object() {
-        return Err(ValidationErrors::single("data", "must be a JSON object"));
-    }
+/// Reads `data` into a domain struct (borrowing it, no copy), reporting a type error at the
+/// path where it occurred.
+pub fn read_data<T: DeserializeOwned>(data: &Map<String, Value>) -> Result<T, ValidationErrors> {
     serde_path_to_error::deserialize(data).map_err(|err| {
         let path = err.path().to_string();
         let message = err.inner().to_string();

@@ -265,7 +265,7 @@ impl SyncEngine {
             };
             if !chosen.deleted {
                 service
-                    .validate(&Value::Object(chosen.data.clone()))
+                    .validate(&chosen.data)
                     .map_err(|e| Error::Unprocessable { code: "validation", message: e.to_string() })?;
                 if let (Some(from), Some(to)) = (
                     (!current.deleted).then(|| current.data.get("status").and_then(Value::as_str)).flatten(),

@@ -157,14 +157,14 @@ pub(crate) fn decide(ctx: &ChangeContext<'_>) -> Decision {
         Err(decision) => return *decision,
     };
     if !client.deleted {
-        let size = serde_json::to_vec(&client.data).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = delta::serialized_len(&client.data);
         if size > MAX_DATA_BYTES {
             return Decision::invalid(
                 "validation",
                 format!("data: must be at most {MAX_DATA_BYTES} bytes serialised (got {size})"),
             );
         }
-        if let Err(errors) = ctx.service.validate(&Value::Object(client.data.clone())) {
+        if let Err(errors) = ctx.service.validate(&client.data) {
             return Decision::invalid("validation", errors.to_string());
         }
     }
