@@ -224,12 +224,10 @@ pub(crate) fn decide(ctx: &ChangeContext<'_>) -> Decision {
 
     let mut decision = match (result.resolution, result.winner) {
         (Resolution::Resolved, Winner::Client | Winner::Merged) => {
+            // sync-conflict never returns a state that breaks the workflow it was given: such
+            // a result falls back to the server's state (reason `workflow_violation`).
             let state = result.state.into_owned();
-            if let Err(err) = check_move(workflow, &current.state, &state) {
-                entry.resolution = Resolution::Failed;
-                entry.winner = Winner::None;
-                Decision::rejected(err)
-            } else if state.same_content(&current.state) {
+            if state.same_content(&current.state) {
                 let outcome =
                     if result.winner == Winner::Merged { Outcome::Merged } else { Outcome::ClientWon };
                 Decision::unchanged(outcome, current.version, true)
