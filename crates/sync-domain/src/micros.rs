@@ -24,6 +24,11 @@ pub fn to_datetime(micros: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).ok()
 }
 
+/// A stored time: like [`to_datetime`], with an out-of-range value reported as corrupt data.
+pub fn stored(micros: i64) -> crate::Result<OffsetDateTime> {
+    to_datetime(micros).ok_or_else(|| crate::Error::Corrupt(format!("stored time {micros} is out of range")))
+}
+
 /// Hours as microseconds.
 pub const fn hours(h: i64) -> i64 {
     h * 3_600_000_000

@@ -337,15 +337,12 @@ impl SyncEngine {
 }
 
 fn conflict_view(row: store::ConflictRow) -> Result<ConflictView> {
-    let time = |us: i64| {
-        micros::to_datetime(us).ok_or_else(|| Error::Corrupt(format!("stored time {us} is out of range")))
-    };
     Ok(ConflictView {
         details: serde_json::from_str(&row.details).unwrap_or(Value::Null),
         client_state: json_text(row.client_state.as_deref()),
         server_state: json_text(row.server_state.as_deref()),
-        created_at: time(row.created_at)?,
-        resolved_at: row.resolved_at.map(time).transpose()?,
+        created_at: micros::stored(row.created_at)?,
+        resolved_at: row.resolved_at.map(micros::stored).transpose()?,
         id: row.id,
         domain: row.domain,
         mobile_id: row.mobile_id,

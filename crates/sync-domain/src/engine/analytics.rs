@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sync_metrics::{AlertRules, ConflictHotspot, DomainCounts, Snapshot, SyncEvent, SyncKind};
+use sync_metrics::{
+    AlertRules, ConflictHotspot, DomainCounts, Snapshot, SyncEvent, SyncKind, conflict_hotspots,
+};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -95,14 +97,10 @@ pub struct ConflictReportRow {
     pub conflict_count: i64,
 }
 
-fn time_of(us: i64) -> Result<OffsetDateTime> {
-    micros::to_datetime(us).ok_or_else(|| Error::Corrupt(format!("stored time {us} is out of range")))
-}
-
 fn snapshot_view(row: &SnapshotRow) -> Result<SnapshotView> {
     Ok(SnapshotView {
         snapshot_id: row.id.clone(),
-        timestamp: time_of(row.created_at)?,
+        timestamp: micros::stored(row.created_at)?,
         time_window_hours: row.window_hours,
         snapshot: serde_json::from_str(&row.body)?,
     })
@@ -118,7 +116,7 @@ fn health_view(row: &DeviceHealthRow, now: OffsetDateTime) -> Result<DeviceHealt
         failed_syncs_count: row.failed_syncs_count,
         avg_sync_duration_ms: row.avg_sync_duration_ms,
         conflicts_encountered: row.conflicts_encountered,
-        last_sync_at: row.last_sync_at.map(time_of).transpose()?,
+        last_sync_at: row.last_sync_at.map(micros::stored).transpose()?,
         network_type: row.network_type.clone(),
         clock_skew_ms: row.clock_skew_ms,
     })
@@ -126,7 +124,7 @@ fn health_view(row: &DeviceHealthRow, now: OffsetDateTime) -> Result<DeviceHealt
 
 fn alert_view(row: AlertRow) -> Result<AlertView> {
     Ok(AlertView {
-        created_at: time_of(row.created_at)?,
+        created_at: micros::stored(row.created_at)?,
         id: row.id,
         snapshot_id: row.snapshot_id,
         rule: row.rule,
@@ -141,7 +139,7 @@ fn sync_event(row: &SyncEventRow) -> Result<SyncEvent> {
     let domains: BTreeMap<String, Value> = serde_json::from_str(&row.domains).unwrap_or_default();
     let count = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
     Ok(SyncEvent {
-        at: time_of(row.at)?,
+        at: micros::stored(row.at)?,
         tenant: row.tenant_id.clone(),
         device: row.device_id.clone(),
         user: row.user_id.clone(),
@@ -293,18 +291,14 @@ impl SyncEngine {
                 trend.sort_by_key(|s| s.timestamp);
                 let unhealthy =
                     engine.devices_below(conn, &tenant, engine.config.device_health_threshold, now)?;
-                let hotspots = store::conflict_counts_by_domain(conn, &tenant, week)?
-                    .into_iter()
-                    .map(|(domain, count)| ConflictHotspot {
-                        domain,
-                        conflict_count: u64::try_from(count).unwrap_or(0),
-                    })
-                    .collect::<Vec<_>>();
-                let mut hotspots = hotspots;
-                hotspots.sort_by(|a, b| {
-                    b.conflict_count.cmp(&a.conflict_count).then_with(|| a.domain.cmp(&b.domain))
-                });
-                hotspots.truncate(5);
+                let by_domain: BTreeMap<String, DomainCounts> =
+                    store::conflict_counts_by_domain(conn, &tenant, week)?
+                        .into_iter()
+                        .map(|(domain, n)| {
+                            (domain, DomainCounts { changes: 0, conflicts: u64::try_from(n).unwrap_or(0) })
+                        })
+                        .collect();
+                let hotspots = conflict_hotspots(&by_domain, 5);
                 let alerts = store::list_alerts(conn, &tenant, week, 50)?
                     .into_iter()
                     .map(alert_view)

@@ -214,9 +214,6 @@ impl SyncEngine {
 
 /// A stored record as the wire shows it, with full data.
 pub(crate) fn record_envelope(row: &RecordRow) -> Result<RecordEnvelope> {
-    let time = |us: i64| {
-        micros::to_datetime(us).ok_or_else(|| Error::Corrupt(format!("stored time {us} is out of range")))
-    };
     Ok(RecordEnvelope {
         domain: row.domain.clone(),
         mobile_id: row
@@ -228,8 +225,8 @@ pub(crate) fn record_envelope(row: &RecordRow) -> Result<RecordEnvelope> {
         data: Some(serde_json::from_str(&row.data)?),
         base_version: None,
         patch: None,
-        modified_at: time(row.modified_at)?,
-        server_modified_at: time(row.server_modified_at)?,
+        modified_at: micros::stored(row.modified_at)?,
+        server_modified_at: micros::stored(row.server_modified_at)?,
         modified_by_device: Some(row.modified_by_device.clone()),
         priority: row.priority,
         bu: row.bu.clone(),

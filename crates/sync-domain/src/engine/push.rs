@@ -109,8 +109,7 @@ pub(crate) fn versioned_state(
         Value::Object(map) => map,
         _ => return Err(Error::Corrupt("stored record data is not a JSON object".into())),
     };
-    let modified_at = micros::to_datetime(modified_at)
-        .ok_or_else(|| Error::Corrupt(format!("stored modified_at {modified_at} is out of range")))?;
+    let modified_at = micros::stored(modified_at)?;
     Ok(RecordState { data, deleted, modified_at, device_id: device.to_owned() })
 }
 
