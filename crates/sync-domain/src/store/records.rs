@@ -374,6 +374,17 @@ pub fn get_versions(
     Ok(found)
 }
 
+/// Every retained version of a tenant's records, ordered by record and version: for audits,
+/// and for the simulator's invariants (every acknowledged change is in the history, and no
+/// version was made twice).
+pub fn tenant_history(conn: &mut DbConnection, tenant: &str) -> Result<Vec<VersionRow>> {
+    Ok(record_versions::table
+        .filter(record_versions::tenant_id.eq(tenant))
+        .order((record_versions::domain, record_versions::mobile_id, record_versions::version))
+        .select(VersionRow::as_select())
+        .load(conn)?)
+}
+
 /// For each key, the latest retained version whose sequence number is at most `seq`: the
 /// version a device held when its cursor was `seq` (the base of a delta pull). Keys without
 /// such a version are absent. Two statements per 500 keys: the version numbers (aggregated in

@@ -125,6 +125,16 @@ async fn versions_by_key_and_as_of_a_cursor(db: Database) {
     assert_eq!(got, vec![("a".to_owned(), 1), ("a".to_owned(), 3), ("b".to_owned(), 1)]);
     assert_eq!(found[&(a.clone(), 3)].seq, 5);
 
+    // The whole history of the tenant, by record and version; another tenant's is apart.
+    let elsewhere = version_of(&record("tenant-b", "task", "z", 1, 1));
+    db.write_tx(move |c| store::insert_versions(c, &[elsewhere])).await.unwrap();
+    let all = db.run(|c| store::tenant_history(c, T)).await.unwrap();
+    let listed: Vec<_> = all.iter().map(|v| (v.domain.as_str(), v.mobile_id.as_str(), v.version)).collect();
+    assert_eq!(
+        listed,
+        vec![("task", "a", 1), ("task", "a", 2), ("task", "a", 3), ("task", "b", 1), ("ticket", "c", 1)]
+    );
+
     let keys = vec![a.clone(), RecordKey::new("task", "b"), RecordKey::new("ticket", "c")];
     let as_of_4 = db.run(move |c| store::versions_as_of(c, T, &keys, 4)).await.unwrap();
     assert_eq!(as_of_4[&a].version, 2);
