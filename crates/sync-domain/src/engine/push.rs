@@ -86,10 +86,15 @@ fn canonical_json(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// The hash that ties an idempotency key to one request.
+/// The hash that ties an idempotency key to one request: its device and changes.
+/// `client_time` is left out: it says when this try was sent (for the skew correction), so a
+/// retry carries a fresh one and is still the same request.
 pub fn request_hash(request: &PushRequest) -> Result<String> {
-    let value =
+    let mut value =
         serde_json::to_value(request).map_err(|e| Error::Internal(format!("serialising a push: {e}")))?;
+    if let Value::Object(fields) = &mut value {
+        fields.remove("client_time");
+    }
     let mut canonical = Vec::with_capacity(1024);
     canonical_json(&value, &mut canonical);
     Ok(hex::encode(Sha256::digest(&canonical)))

@@ -52,6 +52,12 @@ async fn replays_a_key_and_refuses_it_for_another_body(db: Database) {
     let (records, _) = pull_all(&engine, &me, None, false).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].version, 1, "the replay wrote nothing");
+    // A retry says when it was sent: a fresh client_time is still the same request.
+    let mut retry = request.clone();
+    retry.client_time = Some(time::OffsetDateTime::now_utc());
+    let retried = engine.push(&me, "key-1", retry, None).await.unwrap();
+    assert!(retried.replayed);
+    assert_eq!(retried.body, first.body);
 
     let mut other = request.clone();
     other.changes[0].data = Some(task("B", "ASSIGNED"));
