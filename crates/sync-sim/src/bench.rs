@@ -1,0 +1,519 @@
+//! The end-to-end benchmark (`cargo xtask bench`): a real server process, loaded over HTTP
+//! by simulated devices in this process, on each backend.
+//!
+//! Cases: push throughput with 100-change batches at 1, 8 and 32 concurrent devices; the
+//! initial sync of a large tenant by a new device; an incremental pull with and without
+//! deltas; write-to-pull latency (from a push's response to the change appearing in another
+//! device's pull), idle and with 8 devices pushing; and, next to them, the raw batched upsert
+//! of the same rows into the same database. For each: server CPU seconds and peak RSS.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use sync_domain::protocol::{Change, Op, PullRequest, PushRequest};
+use sync_domain::store::{RecordRow, raw_upsert_baseline};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::client::{SyncClient, Traffic};
+use crate::error::{Error, Result};
+use crate::server::ServerProcess;
+use crate::stats::Latency;
+
+/// Changes per push in the throughput cases.
+pub const BATCH: usize = 100;
+
+/// Sizes and durations.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchOptions {
+    /// How long each push-throughput case runs.
+    pub push_seconds: f64,
+    /// Concurrent devices of the push-throughput cases.
+    pub push_devices: Vec<usize>,
+    /// Records of the initial-sync tenant.
+    pub initial_records: usize,
+    /// Records changed before the incremental pull.
+    pub incremental_records: usize,
+    /// Write-to-pull samples per case.
+    pub latency_samples: usize,
+}
+
+impl BenchOptions {
+    /// The full benchmark.
+    pub fn full() -> Self {
+        BenchOptions {
+            push_seconds: 10.0,
+            push_devices: vec![1, 8, 32],
+            initial_records: 100_000,
+            incremental_records: 1_000,
+            latency_samples: 500,
+        }
+    }
+
+    /// A quick run (seconds, not minutes), for checking that the benchmark works.
+    pub fn quick() -> Self {
+        BenchOptions {
+            push_seconds: 1.0,
+            push_devices: vec![1, 8],
+            initial_records: 2_000,
+            incremental_records: 200,
+            latency_samples: 50,
+        }
+    }
+}
+
+/// What the server process used during a case.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ServerCost {
+    pub cpu_seconds: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// One push-throughput case.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushCase {
+    pub devices: usize,
+    pub changes: u64,
+    pub changes_per_sec: f64,
+    pub latency: Latency,
+    pub cost: ServerCost,
+}
+
+/// A pull case: records served, how fast, and the bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct PullCase {
+    pub records: u64,
+    pub seconds: f64,
+    pub records_per_sec: f64,
+    pub requests: u64,
+    pub traffic: Traffic,
+    pub cost: ServerCost,
+}
+
+/// Every result of one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendResults {
+    pub backend: String,
+    pub push: Vec<PushCase>,
+    /// The same rows written by `store::raw_upsert_baseline`, 100 per transaction, one writer.
+    pub raw_upsert_per_sec: f64,
+    pub initial_sync: PullCase,
+    /// The incremental pull of `incremental_records` edited records, with `delta=true`.
+    pub incremental_delta: PullCase,
+    /// The same pull without deltas.
+    pub incremental_full: PullCase,
+    pub write_to_pull_idle: Latency,
+    pub write_to_pull_loaded: Latency,
+}
+
+/// Runs every case against `server`.
+pub async fn run_backend(server: &ServerProcess, options: &BenchOptions) -> Result<BackendResults> {
+    let http = SyncClient::http_client()?;
+    let target = server.target();
+    let tenant = format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let device = |user: &str| -> Result<SyncClient> {
+        Ok(SyncClient::new(http.clone(), &target.base_url, target.issuer.device(&tenant, user, None)?))
+    };
+
+    let mut push = Vec::new();
+    for &devices in &options.push_devices {
+        let clients = (0..devices).map(|i| device(&format!("pusher{i}"))).collect::<Result<Vec<_>>>()?;
+        push.push(measure_push(server, clients, Duration::from_secs_f64(options.push_seconds)).await?);
+    }
+    let raw_upsert_per_sec = raw_baseline(server, 200).await?;
+
+    // A tenant of its own for the initial sync, seeded by 8 devices.
+    let big = format!("{tenant}-big");
+    let big_device = |user: &str| -> Result<SyncClient> {
+        Ok(SyncClient::new(http.clone(), &target.base_url, target.issuer.device(&big, user, None)?))
+    };
+    let seeders = (0..8).map(|i| big_device(&format!("seeder{i}"))).collect::<Result<Vec<_>>>()?;
+    let ids = seed(seeders, options.initial_records).await?;
+    let reader = big_device("reader")?;
+    let (initial_sync, cursor) = measure_pull(server, &reader, None, false).await?;
+
+    // Edit some records, then pull them incrementally with and without deltas.
+    let editor = big_device("editor")?;
+    let edited: Vec<(Uuid, i64)> = ids.iter().take(options.incremental_records).map(|id| (*id, 1)).collect();
+    for (n, chunk) in edited.chunks(BATCH).enumerate() {
+        let changes = chunk.iter().map(|(id, base)| edit_change(*id, *base)).collect();
+        let request = PushRequest { device_id: "editor".into(), client_time: None, changes };
+        editor.push(&format!("edit-{n}"), &request).await?;
+    }
+    let (incremental_delta, _) = measure_pull(server, &reader, Some(cursor.clone()), true).await?;
+    let (incremental_full, _) = measure_pull(server, &reader, Some(cursor), false).await?;
+
+    let write_to_pull_idle =
+        write_to_pull(&device("writer")?, &device("watcher")?, options.latency_samples).await?;
+    let load = (0..8).map(|i| device(&format!("load{i}"))).collect::<Result<Vec<_>>>()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let background = tokio::spawn(push_until(load, Arc::clone(&stop)));
+    let loaded = write_to_pull(&device("writer2")?, &device("watcher2")?, options.latency_samples).await;
+    stop.store(true, Ordering::Relaxed);
+    let _ = background.await;
+
+    Ok(BackendResults {
+        backend: server.backend().to_string(),
+        push,
+        raw_upsert_per_sec,
+        initial_sync,
+        incremental_delta,
+        incremental_full,
+        write_to_pull_idle,
+        write_to_pull_loaded: loaded?,
+    })
+}
+
+/// A new task record, as phones send them.
+fn new_change(id: Uuid) -> Change {
+    let n = id.as_u128() % 100_000;
+    Change {
+        domain: "task".into(),
+        mobile_id: id,
+        base_version: 0,
+        op: Op::Upsert,
+        data: Some(json!({
+            "title": format!("Inspect pump {n}"),
+            "status": "ASSIGNED",
+            "description": "Check pressure, seals and the inlet filter; photograph the nameplate.",
+            "assigned_to": format!("tech-{}", n % 50),
+            "location": {"lat": 52.52, "lng": 13.405},
+        })),
+        patch: None,
+        modified_at: OffsetDateTime::now_utc(),
+        priority: None,
+        bu: None,
+    }
+}
+
+/// A one-field edit of a task at `base`, as a JSON Patch.
+fn edit_change(id: Uuid, base: i64) -> Change {
+    Change {
+        op: Op::Patch,
+        base_version: base,
+        data: None,
+        patch: Some(json!([{"op": "replace", "path": "/status", "value": "INPROGRESS"}])),
+        ..new_change(id)
+    }
+}
+
+fn cost_since(server: &ServerProcess, cpu_before: Option<f64>) -> ServerCost {
+    ServerCost {
+        cpu_seconds: match (server.cpu_seconds(), cpu_before) {
+            (Some(after), Some(before)) => after - before,
+            _ => f64::NAN,
+        },
+        peak_rss_mib: server.peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// Each client pushes 100 new records per request, back to back, for `duration`.
+async fn measure_push(
+    server: &ServerProcess,
+    clients: Vec<SyncClient>,
+    duration: Duration,
+) -> Result<PushCase> {
+    server.reset_peak_rss();
+    let cpu = server.cpu_seconds();
+    let devices = clients.len();
+    let started = Instant::now();
+    let deadline = started + duration;
+    let handles: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| {
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut n = 0_u64;
+                while Instant::now() < deadline {
+                    let changes = (0..BATCH).map(|_| new_change(Uuid::new_v4())).collect();
+                    let request = PushRequest { device_id: format!("pusher{i}"), client_time: None, changes };
+                    let reply = client.push(&format!("p{i}-{n}"), &request).await?;
+                    latencies.push(u64::try_from(reply.latency.as_micros()).unwrap_or(u64::MAX));
+                    n += 1;
+                }
+                Ok::<_, Error>(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for handle in handles {
+        latencies.extend(handle.await.map_err(|e| Error::Server(e.to_string()))??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let changes = latencies.len() as u64 * BATCH as u64;
+    Ok(PushCase {
+        devices,
+        changes,
+        changes_per_sec: changes as f64 / seconds,
+        latency: Latency::of(&latencies),
+        cost: cost_since(server, cpu),
+    })
+}
+
+/// Creates `records` tasks through the seeders, concurrently; returns their ids.
+async fn seed(seeders: Vec<SyncClient>, records: usize) -> Result<Vec<Uuid>> {
+    let per_seeder = records.div_ceil(seeders.len());
+    let handles: Vec<_> = seeders
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| {
+            tokio::spawn(async move {
+                let ids: Vec<Uuid> = (0..per_seeder).map(|_| Uuid::new_v4()).collect();
+                for (n, chunk) in ids.chunks(500).enumerate() {
+                    let changes = chunk.iter().map(|id| new_change(*id)).collect();
+                    let request = PushRequest { device_id: format!("seeder{i}"), client_time: None, changes };
+                    client.push(&format!("seed{i}-{n}"), &request).await?;
+                }
+                Ok::<_, Error>(ids)
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(records);
+    for handle in handles {
+        ids.extend(handle.await.map_err(|e| Error::Server(e.to_string()))??);
+    }
+    Ok(ids)
+}
+
+/// Pulls from `cursor` to the end, 1000 records a page; returns the case and the end cursor.
+async fn measure_pull(
+    server: &ServerProcess,
+    client: &SyncClient,
+    cursor: Option<String>,
+    delta: bool,
+) -> Result<(PullCase, String)> {
+    server.reset_peak_rss();
+    let cpu = server.cpu_seconds();
+    let started = Instant::now();
+    let mut cursor = cursor;
+    let mut traffic = Traffic::default();
+    let (mut records, mut requests) = (0_u64, 0_u64);
+    loop {
+        let request = PullRequest {
+            cursor: cursor.clone(),
+            limit: Some(1000),
+            delta,
+            device_id: Some("reader".into()),
+            ..PullRequest::default()
+        };
+        let reply = client.pull(&request).await?;
+        requests += 1;
+        traffic.add(reply.traffic);
+        records += reply.body.changes.len() as u64;
+        cursor = Some(reply.body.cursor);
+        if !reply.body.has_more {
+            break;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let case = PullCase {
+        records,
+        seconds,
+        records_per_sec: records as f64 / seconds,
+        requests,
+        traffic,
+        cost: cost_since(server, cpu),
+    };
+    Ok((case, cursor.unwrap_or_default()))
+}
+
+/// From a push's response to the change in the watcher's next pulls, `samples` times.
+async fn write_to_pull(writer: &SyncClient, watcher: &SyncClient, samples: usize) -> Result<Latency> {
+    // The watcher starts at the end of the tenant.
+    let mut cursor = None;
+    loop {
+        let request = PullRequest { cursor: cursor.clone(), limit: Some(1000), ..PullRequest::default() };
+        let page = watcher.pull(&request).await?.body;
+        cursor = Some(page.cursor);
+        if !page.has_more {
+            break;
+        }
+    }
+    let mut latencies = Vec::with_capacity(samples);
+    let writer_id = Uuid::new_v4().to_string();
+    for n in 0..samples {
+        let id = Uuid::new_v4();
+        let request =
+            PushRequest { device_id: writer_id.clone(), client_time: None, changes: vec![new_change(id)] };
+        writer.push(&format!("w2p-{writer_id}-{n}"), &request).await?;
+        let written = Instant::now();
+        'seen: loop {
+            let request = PullRequest { cursor: cursor.clone(), limit: Some(1000), ..PullRequest::default() };
+            let page = watcher.pull(&request).await?.body;
+            cursor = Some(page.cursor);
+            if page.changes.iter().any(|r| r.mobile_id == id) {
+                break 'seen;
+            }
+            if written.elapsed() > Duration::from_secs(10) {
+                return Err(Error::Server(format!("change {id} did not reach a pull within 10 s")));
+            }
+        }
+        latencies.push(u64::try_from(written.elapsed().as_micros()).unwrap_or(u64::MAX));
+    }
+    Ok(Latency::of(&latencies))
+}
+
+/// Background load: every client pushes 100-change batches until `stop`.
+async fn push_until(clients: Vec<SyncClient>, stop: Arc<AtomicBool>) -> u64 {
+    let pushed = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| {
+            let stop = Arc::clone(&stop);
+            let pushed = Arc::clone(&pushed);
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let changes = (0..BATCH).map(|_| new_change(Uuid::new_v4())).collect();
+                    let request = PushRequest { device_id: format!("load{i}"), client_time: None, changes };
+                    if client.push(&format!("load{i}-{n}"), &request).await.is_ok() {
+                        pushed.fetch_add(BATCH as u64, Ordering::Relaxed);
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        let _ = handle.await;
+    }
+    pushed.load(Ordering::Relaxed)
+}
+
+/// The raw baseline: `batches` transactions of 100 new rows through `store::raw_upsert_baseline`.
+async fn raw_baseline(server: &ServerProcess, batches: usize) -> Result<f64> {
+    let tenant = format!("raw-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let db = server.database().clone();
+    let started = Instant::now();
+    db.run(move |conn| {
+        let now = sync_domain::micros::now();
+        for b in 0..batches {
+            let rows: Vec<RecordRow> = (0..BATCH)
+                .map(|i| {
+                    let seq = (b * BATCH + i + 1) as i64;
+                    let change = new_change(Uuid::new_v4());
+                    RecordRow {
+                        tenant_id: tenant.clone(),
+                        domain: change.domain,
+                        mobile_id: change.mobile_id.to_string(),
+                        version: 1,
+                        data: change.data.unwrap_or(Value::Null).to_string(),
+                        deleted: false,
+                        modified_at: now,
+                        server_modified_at: now,
+                        modified_by_device: "raw".into(),
+                        bu: None,
+                        priority: sync_model::Priority::Medium,
+                        seq,
+                    }
+                })
+                .collect();
+            let versions: Vec<_> = rows.iter().map(|r| r.to_version(now)).collect();
+            raw_upsert_baseline(conn, &rows, &versions)?;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok((batches * BATCH) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The results as the Markdown section of `docs/benchmarks.md`.
+pub fn markdown(results: &[BackendResults], machine: &str, date: &str, options: &BenchOptions) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## End to end (`cargo xtask bench`)\n");
+    let _ = writeln!(
+        out,
+        "Measured {date} on {machine}. A release `sync-server` process on a fresh database; the \
+         load generator (sync-sim) runs on the same machine and shares its cores. Server CPU is \
+         user + system seconds of the server process during the case; peak RSS is the server's \
+         high-water mark, reset before each case.\n"
+    );
+    let _ = writeln!(
+        out,
+        "### Push throughput ({BATCH}-change batches of new records, {}s per case)\n",
+        options.push_seconds
+    );
+    let _ =
+        writeln!(out, "| backend | devices | changes/s | p50 ms | p99 ms | server CPU s | peak RSS MiB |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        for c in &r.push {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} |",
+                r.backend,
+                c.devices,
+                c.changes_per_sec,
+                c.latency.p50_ms,
+                c.latency.p99_ms,
+                c.cost.cpu_seconds,
+                c.cost.peak_rss_mib
+            );
+        }
+        let _ =
+            writeln!(out, "| {} raw upsert baseline | 1 | {:.0} | | | | |", r.backend, r.raw_upsert_per_sec);
+    }
+    let _ = writeln!(out, "\n### Pulls (1000 records a page, gzip accepted)\n");
+    let _ = writeln!(
+        out,
+        "| backend | case | records | records/s | wire bytes | JSON bytes | saved | server CPU s | peak RSS MiB |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        for (name, c) in [
+            ("initial sync", &r.initial_sync),
+            ("incremental, delta", &r.incremental_delta),
+            ("incremental, full", &r.incremental_full),
+        ] {
+            let saved = 100.0 * (1.0 - c.traffic.received_wire as f64 / c.traffic.received_raw.max(1) as f64);
+            let _ = writeln!(
+                out,
+                "| {} | {name} | {} | {:.0} | {} | {} | {saved:.0} % | {:.2} | {:.0} |",
+                r.backend,
+                c.records,
+                c.records_per_sec,
+                c.traffic.received_wire,
+                c.traffic.received_raw,
+                c.cost.cpu_seconds,
+                c.cost.peak_rss_mib
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nBytes saved by deltas: the incremental pull's wire bytes with `delta=true` against the same pull in full.\n"
+    );
+    for r in results {
+        let delta = r.incremental_delta.traffic.received_wire as f64;
+        let full = r.incremental_full.traffic.received_wire.max(1) as f64;
+        let json_delta = r.incremental_delta.traffic.received_raw as f64;
+        let json_full = r.incremental_full.traffic.received_raw.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "- {}: JSON {:.0} % smaller, on the wire (gzip) {:.0} % smaller.",
+            r.backend,
+            100.0 * (1.0 - json_delta / json_full),
+            100.0 * (1.0 - delta / full)
+        );
+    }
+    let _ =
+        writeln!(out, "\n### Write-to-pull latency (push response to the change in another device's pull)\n");
+    let _ = writeln!(out, "| backend | load | samples | p50 ms | p95 ms | p99 ms | max ms |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    for r in results {
+        for (name, l) in [("idle", &r.write_to_pull_idle), ("8 devices pushing", &r.write_to_pull_loaded)] {
+            let _ = writeln!(
+                out,
+                "| {} | {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                r.backend, l.count, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
+            );
+        }
+    }
+    out
+}

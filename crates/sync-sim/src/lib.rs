@@ -1,0 +1,37 @@
+//! Simulated device fleets for syncforge, over the real protocol.
+//!
+//! - [`SyncClient`]: a small typed HTTP client of PROTOCOL.md (push with idempotency keys,
+//!   pull with cursors and deltas, queue status, the conflict list), which counts bytes on
+//!   the wire. Other Rust services and apps can use it as it is.
+//! - [`Device`]: a phone: a replica, an outbox, edits of several domains, offline periods,
+//!   retries with the same key, the server's batch-size and compression rules.
+//! - [`NetworkProfile`]: latency, jitter, lost requests and responses, duplicates, reordered
+//!   retries, offline periods; per device, with a skewed clock.
+//! - [`Scenario`] presets (`basic_sync`, `high_conflict`, `network_issues`, `offline_burst`,
+//!   `initial_sync`), [`run`] them against a server, and read the [`Report`] with the
+//!   [`invariants`]' verdicts.
+//! - [`bench`]: the end-to-end benchmark behind `cargo xtask bench`.
+#![doc = include_str!("../README.md")]
+
+pub mod bench;
+pub mod client;
+pub mod device;
+pub mod error;
+pub mod invariants;
+pub mod network;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod server;
+pub mod stats;
+pub mod token;
+pub mod workload;
+
+pub use client::{Reply, SyncClient, Traffic};
+pub use device::Device;
+pub use error::{Error, Result};
+pub use network::NetworkProfile;
+pub use report::Report;
+pub use runner::{RunOptions, Target, run};
+pub use scenario::{Scenario, ScenarioKind};
+pub use token::TokenIssuer;

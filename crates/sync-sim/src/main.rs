@@ -1,0 +1,279 @@
+//! `sync-sim`: run a scenario against a server, or the end-to-end benchmark.
+//! `cargo xtask simulate` and `cargo xtask bench` build it and call it.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sync_domain::{Backend, ConnectOptions, Database};
+use sync_sim::bench::{self, BenchOptions};
+use sync_sim::scenario::parse_duration;
+use sync_sim::server::ServerProcess;
+use sync_sim::{Error, Report, Result, RunOptions, Scenario, ScenarioKind, Target, TokenIssuer};
+
+/// Marks the benchmark's section in docs/benchmarks.md.
+const BEGIN: &str = "<!-- cargo xtask bench: begin -->";
+const END: &str = "<!-- cargo xtask bench: end -->";
+
+#[derive(Parser)]
+#[command(name = "sync-sim", about = "Simulated device fleets and the end-to-end benchmark for syncforge")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario and check the invariants (exit 1 if one fails).
+    Simulate(SimulateArgs),
+    /// Run the end-to-end benchmark and write docs/benchmarks.md.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DbChoice {
+    Sqlite,
+    Postgres,
+    All,
+}
+
+impl DbChoice {
+    fn backends(self) -> Vec<Backend> {
+        match self {
+            DbChoice::Sqlite => vec![Backend::Sqlite],
+            DbChoice::Postgres => vec![Backend::Postgres],
+            DbChoice::All => vec![Backend::Sqlite, Backend::Postgres],
+        }
+    }
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// basic_sync, high_conflict, network_issues, offline_burst or initial_sync.
+    #[arg(long)]
+    scenario: String,
+    #[arg(long)]
+    devices: Option<usize>,
+    /// How long the devices work, e.g. 30s or 2m (the final drain comes after).
+    #[arg(long)]
+    duration: Option<String>,
+    /// The backend of the server to start (ignored with --url).
+    #[arg(long, value_enum, default_value = "sqlite")]
+    database: DbChoice,
+    /// Use the server at this URL instead of starting one.
+    #[arg(long)]
+    url: Option<String>,
+    /// With --url: the server's JWT secret, to sign the fleet's tokens.
+    #[arg(long, env = "SYNC_JWT_SECRET")]
+    jwt_secret: Option<String>,
+    /// With --url: the server's database URL, so the history invariants can read it.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Comma-separated domains the devices edit.
+    #[arg(long, value_delimiter = ',')]
+    domains: Option<Vec<String>>,
+    #[arg(long)]
+    conflict_probability: Option<f64>,
+    /// Records created before the devices start (initial_sync).
+    #[arg(long)]
+    records: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// The sync-server binary (default: next to this one).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long, value_enum, default_value = "all")]
+    database: DbChoice,
+    /// A short run that checks the benchmark works; does not write docs/benchmarks.md.
+    #[arg(long)]
+    quick: bool,
+    /// The Markdown file whose benchmark section is replaced.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sync-sim: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Simulate(args) => simulate(args).await,
+            Command::Bench(args) => bench(args).await,
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e @ Error::Config(_)) => {
+            eprintln!("sync-sim: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("sync-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn server_binary(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().map_err(|e| Error::Server(format!("cannot find this binary: {e}")))?;
+    let path = exe.with_file_name(format!("sync-server{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        return Err(Error::Config(format!(
+            "{} does not exist: build it (cargo build --release -p sync-server) or pass --server-bin",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+fn scenario_of(args: &SimulateArgs) -> Result<Scenario> {
+    let kind: ScenarioKind = args.scenario.parse()?;
+    let mut scenario = Scenario::preset(kind);
+    if let Some(devices) = args.devices {
+        scenario.devices = devices;
+    }
+    if let Some(duration) = &args.duration {
+        scenario.duration = parse_duration(duration)?;
+    }
+    if let Some(domains) = &args.domains {
+        scenario.domains = domains.clone();
+    }
+    if let Some(p) = args.conflict_probability {
+        scenario.conflict_probability = p;
+    }
+    if let Some(records) = args.records {
+        scenario.initial_records = records;
+    }
+    if let Some(seed) = args.seed {
+        scenario.seed = seed;
+    }
+    scenario.validate()?;
+    Ok(scenario)
+}
+
+async fn simulate(args: SimulateArgs) -> Result<bool> {
+    let scenario = scenario_of(&args)?;
+    let options = RunOptions { tenant: None, progress: true };
+    let mut reports = Vec::new();
+    if let Some(url) = &args.url {
+        let secret = args
+            .jwt_secret
+            .clone()
+            .ok_or_else(|| Error::Config("--url needs --jwt-secret (or SYNC_JWT_SECRET)".into()))?;
+        let database = match &args.database_url {
+            Some(db_url) => Some(Database::connect(db_url, ConnectOptions::default())?),
+            None => None,
+        };
+        let target = Target { base_url: url.clone(), issuer: TokenIssuer::new(&secret), database };
+        reports.push(sync_sim::run(&scenario, &target, &options).await?);
+    } else {
+        let binary = server_binary(args.server_bin.clone())?;
+        for backend in args.database.backends() {
+            let server = ServerProcess::start(&binary, backend).await?;
+            eprintln!("{} on {backend} at {}", scenario.kind, server.base_url());
+            let mut report = sync_sim::run(&scenario, &server.target(), &options).await?;
+            report.backend = Some(backend.to_string());
+            server.stop();
+            reports.push(report);
+        }
+    }
+    for report in &reports {
+        print!("{}", report.to_table());
+    }
+    if let Some(path) = &args.json {
+        let json = if reports.len() == 1 {
+            reports[0].to_json()
+        } else {
+            serde_json::to_string_pretty(&reports).unwrap_or_default()
+        };
+        write(path, &json)?;
+    }
+    Ok(reports.iter().all(|r: &Report| r.passed))
+}
+
+async fn bench(args: BenchArgs) -> Result<bool> {
+    let binary = server_binary(args.server_bin)?;
+    let options = if args.quick { BenchOptions::quick() } else { BenchOptions::full() };
+    let mut results = Vec::new();
+    for backend in args.database.backends() {
+        let server = ServerProcess::start(&binary, backend).await?;
+        eprintln!("benchmarking {backend} at {}", server.base_url());
+        let result = bench::run_backend(&server, &options).await?;
+        server.stop();
+        results.push(result);
+    }
+    let date = time::OffsetDateTime::now_utc().date().to_string();
+    let section = bench::markdown(&results, &machine(), &date, &options);
+    print!("{section}");
+    if let Some(path) = &args.json {
+        write(path, &serde_json::to_string_pretty(&results).unwrap_or_default())?;
+    }
+    if !args.quick {
+        let old = std::fs::read_to_string(&args.out).unwrap_or_default();
+        write(&args.out, &replace_section(&old, &section))?;
+        eprintln!("wrote {}", args.out.display());
+    }
+    Ok(true)
+}
+
+/// `old` with the benchmark's section replaced by `section` (appended when absent).
+fn replace_section(old: &str, section: &str) -> String {
+    let block = format!("{BEGIN}\n{section}{END}\n");
+    match (old.find(BEGIN), old.find(END)) {
+        (Some(start), Some(end)) if end > start => {
+            format!("{}{block}{}", &old[..start], old[end + END.len()..].trim_start_matches('\n'))
+        }
+        _ => format!("{}\n{block}", old.trim_end()),
+    }
+}
+
+/// The CPU model, core count and memory of this machine, from /proc.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|r| r.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
+    format!("{model}, {cores} cores, {mem_gib:.0} GiB")
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|source| Error::Io { path: path.display().to_string(), source })
+}

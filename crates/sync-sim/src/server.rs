@@ -1,0 +1,141 @@
+//! A `sync-server` process for a simulation or a benchmark: on a fresh SQLite file or a fresh
+//! PostgreSQL schema, with a JWT secret for the fleet's tokens, and its CPU time and peak
+//! memory read from `/proc`.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sync_domain::testing::TestDb;
+use sync_domain::{Backend, Database};
+
+use crate::error::{Error, Result};
+use crate::runner::Target;
+use crate::token::TokenIssuer;
+
+/// How long a server may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Linux reports process times in these ticks per second (`USER_HZ`, fixed by the ABI).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// A running server process; killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    base_url: String,
+    jwt_secret: String,
+    backend: Backend,
+    /// Keeps the fresh database alive (and removes it afterwards).
+    db: TestDb,
+}
+
+impl ServerProcess {
+    /// Starts `binary serve` on a fresh database of `backend` and waits until it is ready.
+    pub async fn start(binary: &Path, backend: Backend) -> Result<ServerProcess> {
+        let db = match backend {
+            Backend::Sqlite => TestDb::sqlite(),
+            Backend::Postgres => TestDb::postgres().ok_or_else(|| {
+                Error::Server("PostgreSQL is not reachable (see SYNC_TEST_DATABASE_URL)".into())
+            })?,
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| Error::Server(format!("no free port: {e}")))?
+            .port();
+        let jwt_secret = uuid::Uuid::new_v4().simple().to_string();
+        let child = Command::new(binary)
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database", db.url()])
+            .env("SYNC_JWT_SECRET", &jwt_secret)
+            .env("SYNC_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Error::Server(format!("cannot start {}: {e}", binary.display())))?;
+        let mut server =
+            ServerProcess { child, base_url: format!("http://127.0.0.1:{port}"), jwt_secret, backend, db };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Error::Server(format!("the server exited before it was ready ({status})")));
+            }
+            let ready = http.get(format!("{}/readyz", self.base_url)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(Error::Server(format!("not ready after {READY_TIMEOUT:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Where to send requests.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The server's database (for the invariants and the raw baseline).
+    pub fn database(&self) -> &Database {
+        self.db.database()
+    }
+
+    /// A target for [`crate::run`], with database access.
+    pub fn target(&self) -> Target {
+        Target {
+            base_url: self.base_url.clone(),
+            issuer: TokenIssuer::new(&self.jwt_secret),
+            database: Some(self.database().clone()),
+        }
+    }
+
+    /// CPU seconds (user + system) the server has used so far.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        Some((utime + stime) / TICKS_PER_SEC)
+    }
+
+    /// The server's peak resident memory since start or the last [`reset_peak_rss`](Self::reset_peak_rss).
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Starts a new peak-memory measurement (Linux `clear_refs`); false when not possible.
+    pub fn reset_peak_rss(&self) -> bool {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").is_ok()
+    }
+
+    /// Stops the server.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
