@@ -420,6 +420,8 @@ impl Device {
                 self.stats.push_ok += 1;
                 self.stats.push_latencies_us.push(micros(reply.latency));
                 self.outbox.pop_front();
+                // The key is done with: no later try will use it.
+                self.first_responses.remove(&batch.key);
                 self.absorb(&batch, reply.body.results, progress);
                 true
             }

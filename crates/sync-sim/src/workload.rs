@@ -58,26 +58,12 @@ pub fn edit_data(
 ) -> Value {
     let mut data = current.as_object().cloned().unwrap_or_default();
     let n: u32 = rng.random_range(0..100_000);
+    step_status(domain, &mut data, rng);
     match domain {
         "task" => {
-            step_status(&mut data, rng, |s| match s {
-                "ASSIGNED" => &["INPROGRESS", "STANDBY"],
-                "INPROGRESS" => &["COMPLETED", "PARTIALLYCOMPLETED", "STANDBY"],
-                "PARTIALLYCOMPLETED" => &["COMPLETED", "INPROGRESS", "STANDBY"],
-                "STANDBY" => &["ASSIGNED", "INPROGRESS"],
-                "COMPLETED" => &["STANDBY"],
-                _ => &[],
-            });
             data.insert("description".into(), json!(format!("Reading {n} by {author}")));
         }
         "ticket" => {
-            step_status(&mut data, rng, |s| match s {
-                "NEW" => &["OPEN"],
-                "OPEN" => &["INPROGRESS", "ONHOLD"],
-                "INPROGRESS" => &["ONHOLD"],
-                "ONHOLD" => &["INPROGRESS"],
-                _ => &[],
-            });
             let level = data.get("escalation_level").and_then(Value::as_i64).unwrap_or(0);
             if level < 5 && rng.random_bool(0.2) {
                 data.insert("escalation_level".into(), json!(level + 1));
@@ -96,11 +82,6 @@ pub fn edit_data(
             }
         }
         "attendance" => {
-            step_status(&mut data, rng, |s| match s {
-                "PENDING" => &["VERIFIED", "REJECTED"],
-                "REJECTED" => &["PENDING"],
-                _ => &[],
-            });
             data.insert("location".into(), location(rng));
         }
         "work_order" => {
@@ -118,14 +99,13 @@ pub fn edit_data(
     Value::Object(data)
 }
 
-/// Moves `status` one legal step, half of the time.
-fn step_status(
-    data: &mut Map<String, Value>,
-    rng: &mut impl Rng,
-    next: impl Fn(&str) -> &'static [&'static str],
-) {
+/// Moves `status` one step along the domain's workflow, half of the time, never into a
+/// terminal state (so that the record stays editable).
+fn step_status(domain: &str, data: &mut Map<String, Value>, rng: &mut impl Rng) {
+    let Some(workflow) = sync_state_machine::workflow(domain) else { return };
     let Some(status) = data.get("status").and_then(Value::as_str) else { return };
-    let options = next(status);
+    let options: Vec<&str> =
+        workflow.next(status).iter().copied().filter(|s| !workflow.is_terminal(s)).collect();
     if !options.is_empty() && rng.random_bool(0.5) {
         let chosen = options[rng.random_range(0..options.len())];
         data.insert("status".into(), json!(chosen));

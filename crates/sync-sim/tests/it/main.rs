@@ -4,6 +4,8 @@
 
 mod broken;
 mod scenarios;
+mod units;
+mod workload;
 
 use std::time::Duration;
 
