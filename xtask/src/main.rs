@@ -20,6 +20,11 @@ tasks:
   tidy                    house-style checks (also run as a test)
   migration-template --table T --backend sqlite|postgres [--with-conflicts] [--tenant-column C]
                           print the SQL that adds the sync columns to an existing table
+  simulate --scenario NAME [--devices N] [--duration 30s] [--database sqlite|postgres|all] [--url URL]
+                          run a device-fleet scenario against a server (started here unless --url),
+                          print the report, exit non-zero if an invariant fails (`-- --help`: all options)
+  bench [--database sqlite|postgres|all] [--quick]
+                          the end-to-end benchmark; writes its section of docs/benchmarks.md
 ";
 
 fn main() -> ExitCode {
@@ -46,6 +51,8 @@ fn run(args: &[String]) -> Result<()> {
             report_tidy(&problems)
         }
         "migration-template" => migration_template(rest),
+        "simulate" => sync_sim("simulate", rest),
+        "bench" => sync_sim("bench", rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -104,6 +111,28 @@ fn test(backend: &str) -> Result<()> {
         bail!("unknown backend `{backend}` (expected sqlite, postgres or all)");
     }
     cargo_env(&["test", "--workspace", "--locked"], &[("SYNC_TEST_BACKENDS", backend)])
+}
+
+/// Builds the release server and simulator, then runs `sync-sim <command> <args>` from the
+/// workspace root (the simulator starts the server itself unless given `--url`).
+fn sync_sim(command: &str, args: &[String]) -> Result<()> {
+    cargo(&["build", "--release", "--locked", "-p", "sync-server", "-p", "sync-sim"])?;
+    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let binary = target.join("release").join(format!("sync-sim{}", env::consts::EXE_SUFFIX));
+    let server = target.join("release").join(format!("sync-server{}", env::consts::EXE_SUFFIX));
+    let status = Command::new(&binary)
+        .arg(command)
+        .args(args)
+        .arg("--server-bin")
+        .arg(&server)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("running {}", binary.display()))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(2) => bail!("sync-sim {command}: bad arguments"),
+        _ => bail!("sync-sim {command} failed ({status})"),
+    }
 }
 
 fn report_tidy(problems: &[String]) -> Result<()> {
