@@ -552,10 +552,13 @@ impl Manager {
     fn sqlite(&self, path: &str) -> Result<DbConnection, diesel::r2d2::Error> {
         use diesel::r2d2::Error as E;
         let mut conn = SqliteConnection::establish(path).map_err(E::ConnectionError)?;
-        // busy_timeout first: switching to WAL needs the write lock.
+        // busy_timeout first: switching to WAL needs the write lock. Statement journals (every
+        // multi-row upsert in a transaction needs one) stay in memory instead of a temporary
+        // file, and each connection caches 16 MiB of pages instead of SQLite's 2 MiB: together
+        // about a third more pushes per second in `cargo xtask bench`.
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA foreign_keys = ON;",
+             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;",
             self.busy_timeout.as_millis()
         ))
         .map_err(E::QueryError)?;
