@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use diesel::dsl::{exists, max, not};
+use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use sync_model::Priority;
@@ -387,31 +387,45 @@ pub fn tenant_history(conn: &mut DbConnection, tenant: &str) -> Result<Vec<Versi
 
 /// For each key, the latest retained version whose sequence number is at most `seq`: the
 /// version a device held when its cursor was `seq` (the base of a delta pull). Keys without
-/// such a version are absent. Two statements per 500 keys: the version numbers (aggregated in
-/// the database), then [`get_versions`].
+/// such a version are absent. Two statements per 500 keys: the keys' retained version numbers
+/// and sequence numbers, then [`get_versions`] for the chosen ones.
+///
+/// The `seq` bound is applied here rather than in SQL: given `seq <= ?`, both planners may
+/// take the `(tenant_id, seq)` index and read the tenant's whole history up to the cursor
+/// instead of probing the primary key for these records (measured: a 1000-record delta pull
+/// ran at a tenth of the speed of a full one). Retained versions per record are few.
 pub fn versions_as_of(
     conn: &mut DbConnection,
     tenant: &str,
     keys: &[RecordKey],
     seq: i64,
 ) -> Result<HashMap<RecordKey, VersionRow>> {
-    let mut wanted: Vec<(RecordKey, i64)> = Vec::with_capacity(keys.len());
+    let mut latest: HashMap<RecordKey, i64> = HashMap::with_capacity(keys.len());
     for batch in by_domain(keys) {
         let mut query = record_versions::table
-            .group_by((record_versions::domain, record_versions::mobile_id))
-            .select((record_versions::domain, record_versions::mobile_id, max(record_versions::version)))
+            .select((
+                record_versions::domain,
+                record_versions::mobile_id,
+                record_versions::version,
+                record_versions::seq,
+            ))
             .into_boxed::<MultiBackend>();
         for (i, (domain, ids)) in batch.into_iter().enumerate() {
             let branch = record_versions::tenant_id
                 .eq(tenant)
                 .and(record_versions::domain.eq(domain))
-                .and(record_versions::mobile_id.eq_any(ids))
-                .and(record_versions::seq.le(seq));
+                .and(record_versions::mobile_id.eq_any(ids));
             query = if i == 0 { query.filter(branch) } else { query.or_filter(branch) };
         }
-        let latest: Vec<(String, String, Option<i64>)> = query.load(conn)?;
-        wanted.extend(latest.into_iter().filter_map(|(d, m, v)| Some((RecordKey::new(d, m), v?))));
+        let versions: Vec<(String, String, i64, i64)> = query.load(conn)?;
+        for (domain, mobile_id, version, at) in versions {
+            if at <= seq {
+                let held = latest.entry(RecordKey::new(domain, mobile_id)).or_insert(version);
+                *held = (*held).max(version);
+            }
+        }
     }
+    let wanted: Vec<(RecordKey, i64)> = latest.into_iter().collect();
     Ok(get_versions(conn, tenant, &wanted)?.into_iter().map(|((key, _), row)| (key, row)).collect())
 }
 

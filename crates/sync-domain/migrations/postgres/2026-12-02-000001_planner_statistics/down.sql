@@ -1,0 +1,2 @@
+ALTER TABLE records RESET (autovacuum_analyze_scale_factor);
+ALTER TABLE record_versions RESET (autovacuum_analyze_scale_factor);
