@@ -176,7 +176,8 @@ pub struct PullResponse {
     pub changes: Vec<RecordEnvelope>,
     pub cursor: String,
     pub has_more: bool,
-    /// Changes after `cursor` still to pull (for a progress bar).
+    /// Changes after `cursor` still to pull (for a progress bar): exact up to 10,000, an
+    /// estimate beyond.
     pub remaining: i64,
 }
 

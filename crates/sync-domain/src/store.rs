@@ -38,8 +38,8 @@ pub use devices::{
 pub use idempotency::{IdempotencyRow, get_idempotency, purge_expired_idempotency, put_idempotency};
 pub use records::{
     PriorityText, PullFilter, PurgeStats, RecordKey, RecordRow, VersionRow, allocate_seqs, count_after,
-    current_seq, get_purge_mark, get_records, get_records_for_update, get_versions, insert_versions,
-    pull_page, purge, raw_upsert_baseline, tenant_history, upsert_records, versions_as_of,
+    current_seq, estimate_after, get_purge_mark, get_records, get_records_for_update, get_versions,
+    insert_versions, pull_page, purge, raw_upsert_baseline, tenant_history, upsert_records, versions_as_of,
 };
 pub use tenants::{
     Principal, Role, TOKEN_PREFIX, UserRow, create_token, ensure_tenant, get_user, hash_token, lookup_token,

@@ -28,6 +28,9 @@ pub struct PullReply {
     pub content_encoding: Option<&'static str>,
 }
 
+/// A pull's `remaining` is exact up to this many records, an estimate beyond.
+const REMAINING_EXACT_UP_TO: i64 = 10_000;
+
 /// Parses an optional cursor; a cursor the server did not make is a 400.
 pub fn parse_cursor(cursor: Option<&str>) -> Result<Cursor> {
     match cursor {
@@ -104,7 +107,11 @@ impl SyncEngine {
                 rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
                 let last = rows.last().map_or(cursor.seq(), |r| r.seq);
                 let next = if has_more { last } else { last.max(committed).max(cursor.seq()) };
-                let remaining = if has_more { store::count_after(conn, &tenant, next, &filter)? } else { 0 };
+                let remaining = if has_more {
+                    store::estimate_after(conn, &tenant, next, committed, &filter, REMAINING_EXACT_UP_TO)?
+                } else {
+                    0
+                };
                 let held = if delta && cursor.seq() > 0 {
                     let keys: Vec<RecordKey> = rows.iter().map(RecordRow::key).collect();
                     store::versions_as_of(conn, &tenant, &keys, cursor.seq())?

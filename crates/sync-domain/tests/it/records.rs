@@ -327,8 +327,42 @@ async fn transactions_commit_roll_back_and_nest(db: Database) {
     assert!(status.connections >= 1 && status.max_size >= status.connections);
 }
 
+/// A pull's `remaining`: exact under the cap; above it, extrapolated from how densely the
+/// counted records fill their sequence range.
+async fn remaining_is_exact_under_the_cap_and_estimated_above(db: Database) {
+    // Sequence numbers 1 to 120: tasks at the even ones, tickets at the odd ones.
+    let rows: Vec<RecordRow> = (1..=120)
+        .map(|seq| {
+            let domain = if seq % 2 == 0 { "task" } else { "ticket" };
+            record(T, domain, &format!("r{seq}"), 1, seq)
+        })
+        .collect();
+    db.write_tx(move |c| store::upsert_records(c, &rows)).await.unwrap();
+    let counts = |after: i64, filter: PullFilter<'static>, cap: i64| {
+        db.run_sync(move |c| {
+            Ok((
+                store::count_after(c, T, after, &filter)?,
+                store::estimate_after(c, T, after, 120, &filter, cap)?,
+            ))
+        })
+        .unwrap()
+    };
+    let all = PullFilter::default();
+    // Under the cap: the count itself.
+    assert_eq!(counts(20, all, 1000), (100, 100));
+    assert_eq!(counts(120, all, 5), (0, 0));
+    // Above it: a dense range extrapolates exactly.
+    assert_eq!(counts(20, all, 10), (100, 100));
+    // A filter that keeps every other record fills half the range.
+    let tasks: &'static [String] = Box::leak(vec!["task".to_owned()].into_boxed_slice());
+    let (count, estimate) = counts(0, PullFilter { domains: Some(tasks), ..all }, 10);
+    assert_eq!(count, 60);
+    assert!((55..=65).contains(&estimate), "estimated {estimate} of {count}");
+}
+
 sync_domain::backend_tests!(
     upsert_then_get,
+    remaining_is_exact_under_the_cap_and_estimated_above,
     duplicate_keys_in_one_batch_keep_the_highest_version,
     large_batches_are_chunked,
     stale_upserts_and_duplicate_versions_are_write_conflicts,
