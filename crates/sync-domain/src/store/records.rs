@@ -221,6 +221,17 @@ impl<'a> PullFilter<'a> {
     }
 }
 
+/// `tenant`'s records after `after_seq` that pass `filter`: the base of a pull page, its count
+/// and its estimate.
+fn records_after<'q>(tenant: &'q str, after_seq: i64, filter: &PullFilter<'q>) -> BoxedRecords<'q> {
+    filter.apply(
+        records::table
+            .filter(records::tenant_id.eq(tenant))
+            .filter(records::seq.gt(after_seq))
+            .into_boxed::<MultiBackend>(),
+    )
+}
+
 /// Takes `n` consecutive sequence numbers for `tenant` and returns the first.
 ///
 /// Call it inside the write transaction, as late as possible (just before writing the
@@ -543,12 +554,7 @@ pub fn pull_page(
     limit: i64,
     filter: &PullFilter<'_>,
 ) -> Result<Vec<RecordRow>> {
-    let query = records::table
-        .filter(records::tenant_id.eq(tenant))
-        .filter(records::seq.gt(after_seq))
-        .into_boxed::<MultiBackend>();
-    Ok(filter
-        .apply(query)
+    Ok(records_after(tenant, after_seq, filter)
         .order(records::seq.asc())
         .limit(limit.max(0))
         .select(RecordRow::as_select())
@@ -563,11 +569,7 @@ pub fn count_after(
     after_seq: i64,
     filter: &PullFilter<'_>,
 ) -> Result<i64> {
-    let query = records::table
-        .filter(records::tenant_id.eq(tenant))
-        .filter(records::seq.gt(after_seq))
-        .into_boxed::<MultiBackend>();
-    Ok(filter.apply(query).count().get_result(conn)?)
+    Ok(records_after(tenant, after_seq, filter).count().get_result(conn)?)
 }
 
 /// [`count_after`] for a pull's `remaining`, which may be an estimate (PROTOCOL.md): exact
@@ -585,12 +587,7 @@ pub fn estimate_after(
     exact_up_to: i64,
 ) -> Result<i64> {
     let cap = exact_up_to.max(1);
-    let query = records::table
-        .filter(records::tenant_id.eq(tenant))
-        .filter(records::seq.gt(after_seq))
-        .into_boxed::<MultiBackend>();
-    let nth: Option<i64> = filter
-        .apply(query)
+    let nth: Option<i64> = records_after(tenant, after_seq, filter)
         .order(records::seq.asc())
         .offset(cap - 1)
         .limit(1)
