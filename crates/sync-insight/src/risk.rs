@@ -298,6 +298,7 @@ fn standardisation(rows: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
 
 /// Newton's method (IRLS) for L2-penalised logistic regression: a fixed sequence of exact
 /// linear solves in a fixed order, so the result depends only on the data.
+#[allow(clippy::needless_range_loop, reason = "matrix indices read clearer than iterator chains")]
 fn newton(x: &[Vec<f64>], y: &[f64], l2: f64, max_iterations: u32) -> (f64, Vec<f64>) {
     let d = x.first().map_or(0, Vec::len) + 1; // the intercept is parameter 0
     let mut beta = vec![0.0; d];

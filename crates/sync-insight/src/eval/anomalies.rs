@@ -363,7 +363,7 @@ fn false_episodes(flags: &[Flag], incidents: &[Incident], tenant: usize) -> usiz
             })
         })
         .collect();
-    unexplained.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    unexplained.sort_by_key(|a| (a.0, a.1, a.2));
     let mut episodes = 0;
     let mut last: Option<Flag> = None;
     for f in unexplained {
