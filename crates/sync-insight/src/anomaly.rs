@@ -539,7 +539,7 @@ impl Baseline {
         let alpha = normal_tail(c.sampling_z);
         let top = (high + 12.0 * high.sqrt() + 20.0).ceil() as u64;
         let band_high = first_significant(high.floor() as u64, top, |x| poisson_upper_tail(x, high) < alpha)
-            .map_or(f64::INFINITY, |x| x as f64 - 1.0);
+            .map_or(top as f64, |x| x as f64 - 1.0);
         let band_low = if low > 0.0 {
             // The largest count significantly below `low`, plus one.
             let below = |x: u64| poisson_lower_tail(x, low) < alpha;
@@ -557,7 +557,7 @@ impl Baseline {
             expected,
             band: [band_low, band_high],
             score: (observed - expected) / spread,
-            detail: format!("{} in {} min", plural(w.syncs, "sync"), w.minutes()),
+            detail: format!(" in {} min", w.minutes()),
         })
     }
 
@@ -598,7 +598,7 @@ impl Baseline {
             expected,
             band: [band_low, band_high],
             score: (observed - expected) / spread,
-            detail: format!("{part} of {total} {unit}"),
+            detail: format!(" ({part} of {total} {unit})"),
         })
     }
 
@@ -626,7 +626,7 @@ impl Baseline {
             expected,
             band,
             score: (observed - expected) / spread,
-            detail: format!("over {}", plural(syncs, "sync")),
+            detail: format!(" over {}", plural(syncs, "sync")),
         })
     }
 }
@@ -711,13 +711,12 @@ impl Judgement {
         };
         let fmt = |v: f64| format_value(self.metric, v);
         let explanation = format!(
-            "{}{} {} ({}) against a usual {}–{} for {}s {:02}:00",
+            "{}{} {}{} against a usual {} for {}s {:02}:00",
             self.metric.label(),
             scope_label(scope),
             fmt(self.observed),
             self.detail,
-            fmt_bare(self.metric, self.band[0]),
-            fmt(self.band[1]),
+            format_range(self.metric, self.band),
             w.start.weekday(),
             w.start.hour(),
         );
@@ -753,22 +752,25 @@ fn plural(n: u64, word: &str) -> String {
 fn format_value(metric: Metric, v: f64) -> String {
     match metric {
         Metric::SyncVolume => format!("{v:.0}"),
-        Metric::FailureRate | Metric::ConflictRate => format!("{} %", fmt_bare(metric, v)),
+        Metric::FailureRate | Metric::ConflictRate => format!("{} %", percent(v)),
         Metric::P95Duration if v >= 1000.0 => format!("{:.1} s", v / 1000.0),
         Metric::P95Duration => format!("{v:.0} ms"),
     }
 }
 
-/// The number alone, for the low end of a range ("3–6 %").
-fn fmt_bare(metric: Metric, v: f64) -> String {
+/// The band in words with one unit for both ends: "3.0–6.1 %", "0.8–1.4 s", "150–260".
+fn format_range(metric: Metric, [low, high]: [f64; 2]) -> String {
     match metric {
-        Metric::FailureRate | Metric::ConflictRate => {
-            let pct = v * 100.0;
-            if pct < 10.0 { format!("{pct:.1}") } else { format!("{pct:.0}") }
-        }
-        Metric::P95Duration if v >= 1000.0 => format!("{:.1}", v / 1000.0),
-        _ => format!("{v:.0}"),
+        Metric::FailureRate | Metric::ConflictRate => format!("{}–{} %", percent(low), percent(high)),
+        Metric::P95Duration if high >= 1000.0 => format!("{:.1}–{:.1} s", low / 1000.0, high / 1000.0),
+        Metric::P95Duration => format!("{low:.0}–{high:.0} ms"),
+        Metric::SyncVolume => format!("{low:.0}–{high:.0}"),
     }
+}
+
+fn percent(v: f64) -> String {
+    let pct = v * 100.0;
+    if pct < 10.0 { format!("{pct:.1}") } else { format!("{pct:.0}") }
 }
 
 /// Fits a baseline on `history` and judges `window` in one call.
