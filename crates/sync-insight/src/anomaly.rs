@@ -200,7 +200,7 @@ impl Default for DetectorConfig {
             bucket_minutes: 5,
             min_history_days: 7,
             min_history_syncs: 200,
-            band_z: 4.0,
+            band_z: 3.5,
             sampling_z: 3.0,
             warning_score: 6.0,
             critical_score: 10.0,

@@ -38,6 +38,8 @@ pub struct AnomalyReport {
     pub false_alarms_per_tenant_day: f64,
     /// Windows judged × metrics.
     pub checks: usize,
+    /// Each active-hour incident that was not found in time, in words.
+    pub missed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -262,6 +264,7 @@ pub(super) fn evaluate(config: &EvalConfig) -> Result<AnomalyReport, InsightErro
         tenant_days: config.tenants * config.judged_days,
         false_alarms_per_tenant_day: 0.0,
         checks: 0,
+        missed: Vec::new(),
     };
     let mut delays = Vec::new();
     let mut kinds: Vec<(Kind, usize, usize)> = Vec::new();
@@ -293,6 +296,9 @@ pub(super) fn evaluate(config: &EvalConfig) -> Result<AnomalyReport, InsightErro
                 Some(k) => k.1 += 1,
                 None => kinds.push((incident.kind, 1, 0)),
             }
+            if found.is_none() && incident.active {
+                report.missed.push(describe(incident, &units));
+            }
             if let Some(e) = found {
                 delays.push((e + 1 - incident.start) as i64 * BUCKET_MINUTES);
                 if incident.active {
@@ -314,6 +320,28 @@ pub(super) fn evaluate(config: &EvalConfig) -> Result<AnomalyReport, InsightErro
     report.median_delay_minutes = delays.get(delays.len() / 2).copied().unwrap_or(0);
     report.by_kind = kinds.into_iter().map(|(k, p, f)| (k.name().to_owned(), p, f)).collect();
     Ok(report)
+}
+
+fn describe(incident: &Incident, units: &[Unit]) -> String {
+    let start = at(incident.start);
+    let size = match incident.unit {
+        Some(u) => format!("unit of {:.0} devices", units[u].devices),
+        None => format!("tenant of {:.0} devices", units.iter().map(|u| u.devices).sum::<f64>()),
+    };
+    let magnitude = match incident.kind {
+        Kind::FailureJump | Kind::ConflictSurge => format!("to {:.0} %", incident.magnitude * 100.0),
+        Kind::Slowdown => format!("x{:.1}", incident.magnitude),
+        Kind::Outage => format!("to {:.0} % of its volume", incident.magnitude * 100.0),
+    };
+    format!(
+        "{} {magnitude}, {size}, {} {:02}:{:02} (activity {:.0} % of peak), {} min",
+        incident.kind.name(),
+        start.weekday(),
+        start.hour(),
+        start.minute(),
+        activity(start) * 100.0,
+        incident.len as i64 * BUCKET_MINUTES
+    )
 }
 
 fn ratio(a: usize, b: usize) -> f64 {

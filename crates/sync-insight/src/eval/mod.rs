@@ -102,6 +102,9 @@ impl EvalReport {
         for (kind, planted, found) in &a.by_kind {
             out.push_str(&format!("  {kind}: {found} of {planted}\n"));
         }
+        for miss in &a.missed {
+            out.push_str(&format!("  missed: {miss}\n"));
+        }
         out.push_str(&format!(
             "  false alarms: {} over {} tenant-days = {:.2} per tenant-day ({} series-metric checks)\n",
             a.false_alarms, a.tenant_days, a.false_alarms_per_tenant_day, a.checks
