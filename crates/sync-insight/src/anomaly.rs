@@ -252,7 +252,7 @@ pub struct Baseline {
     history_days: f64,
     history_syncs: u64,
     /// Per-bucket syncs, per slot.
-    volume: Vec<Level>,
+    volume: Vec<Option<Level>>,
     failure_rate: Vec<Level>,
     conflict_rate: Vec<Level>,
     p95: Vec<Option<Level>>,
@@ -261,6 +261,11 @@ pub struct Baseline {
 /// Which hour of the week a moment falls in (Monday 00:00 is slot 0), in its own offset.
 fn slot_of(at: OffsetDateTime) -> usize {
     usize::from(at.weekday().number_days_from_monday()) * 24 + usize::from(at.hour())
+}
+
+/// Where in its hour the middle of a bucket starting at `at` falls, in 0..1.
+fn fraction_of(at: OffsetDateTime, width: Duration) -> f64 {
+    (f64::from(at.minute()) + f64::from(at.second()) / 60.0 + width.as_seconds_f64() / 120.0) / 60.0
 }
 
 /// Values gathered per slot, before they are turned into levels.
@@ -310,13 +315,56 @@ fn winsorised_ratio(instances: &[(f64, f64)]) -> f64 {
     instances.iter().map(|(r, n)| r.min(cap) * n).sum::<f64>() / total
 }
 
-/// A pool's median and scaled MAD of per-bucket values, its size in hour instances.
-fn per_bucket_estimate(g: &Gathered<f64>, per_hour: f64) -> impl Fn(&[usize]) -> Option<(Level, f64)> + '_ {
+/// A pool's median of per-bucket values, its size in hour instances.
+fn per_bucket_estimate(
+    g: &Gathered<(f64, f64)>,
+    per_hour: f64,
+) -> impl Fn(&[usize]) -> Option<(Level, f64)> + '_ {
     move |slots: &[usize]| {
-        let values = g.of(slots.iter().copied());
+        let values: Vec<f64> = g.of(slots.iter().copied()).iter().map(|v| v.1).collect();
         let (center, spread) = median_sd(&values)?;
         Some((Level { center, spread }, values.len() as f64 / per_hour))
     }
+}
+
+/// The usual level at a point of an hour: linear between the centres of neighbouring hours
+/// (each taken at its half hour), so a morning ramp is a slope rather than noise.
+fn center_at(levels: &[Option<Level>], slot: usize, fraction: f64) -> Option<f64> {
+    let own = levels.get(slot).copied().flatten()?.center;
+    let neighbour = |s: usize| levels.get(s % SLOTS).copied().flatten().map_or(own, |l| l.center);
+    Some(if fraction < 0.5 {
+        let before = neighbour(slot + SLOTS - 1);
+        before + (own - before) * (fraction + 0.5)
+    } else {
+        own + (neighbour(slot + 1) - own) * (fraction - 0.5)
+    })
+}
+
+/// Per-bucket levels: centres per slot, then spreads from each bucket's distance to the
+/// interpolated centre at its point of the hour (a ramp within an hour is not spread).
+fn smooth_levels(g: &Gathered<(f64, f64)>, per_hour: f64, k: f64) -> Vec<Option<Level>> {
+    let centers = pooled_levels(per_bucket_estimate(g, per_hour), k);
+    let mut residuals: Gathered<f64> = Gathered::new();
+    for (slot, values) in g.per_slot.iter().enumerate() {
+        for &(fraction, x) in values {
+            if let Some(c) = center_at(&centers, slot, fraction) {
+                residuals.per_slot[slot].push(x - c);
+            }
+        }
+    }
+    let spreads = pooled_levels(
+        |slots: &[usize]| {
+            let v = residuals.of(slots.iter().copied());
+            let (_, spread) = median_sd(&v)?;
+            Some((Level { center: 0.0, spread }, v.len() as f64 / per_hour))
+        },
+        k,
+    );
+    centers
+        .iter()
+        .zip(spreads)
+        .map(|(c, s)| c.map(|c| Level { center: c.center, spread: s.map_or(c.spread, |s| s.spread) }))
+        .collect()
 }
 
 /// Shrinks the levels of nested pools, innermost first, toward the next outer one:
@@ -372,7 +420,6 @@ impl Baseline {
         let hours = Self::gather_hours(history);
         let k = config.prior_strength;
         let zero = Level { center: 0.0, spread: 0.0 };
-        let per_bucket = |g| per_bucket_estimate(g, per_hour);
         let rate = |part: fn(&HourTotals) -> (u64, u64)| {
             let hours = &hours;
             move |slots: &[usize]| {
@@ -392,10 +439,10 @@ impl Baseline {
             config: config.clone(),
             history_days,
             history_syncs,
-            volume: unwrap(pooled_levels(per_bucket(&volume), k)),
+            volume: smooth_levels(&volume, per_hour, k),
             failure_rate: unwrap(pooled_levels(rate(|h| (h.failures, h.syncs)), k)),
             conflict_rate: unwrap(pooled_levels(rate(|h| (h.conflicts, h.changes)), k)),
-            p95: pooled_levels(per_bucket(&p95), k),
+            p95: smooth_levels(&p95, per_hour, k),
         })
     }
 
@@ -411,8 +458,9 @@ impl Baseline {
         }
     }
 
-    /// Per-bucket volumes on a dense timeline (missing buckets are zero) and p95 durations.
-    fn gather_buckets(history: &[Bucket], width: Duration) -> (Gathered<f64>, Gathered<f64>) {
+    /// Per-bucket volumes on a dense timeline (missing buckets are zero) and p95 durations,
+    /// each with the point of the hour its bucket's middle falls at.
+    fn gather_buckets(history: &[Bucket], width: Duration) -> (Gathered<(f64, f64)>, Gathered<(f64, f64)>) {
         let mut volume = Gathered::new();
         let mut p95 = Gathered::new();
         let mut next = history.first().map(|b| b.start);
@@ -422,12 +470,13 @@ impl Baseline {
                 if at + width > bucket.start {
                     break;
                 }
-                volume.per_slot[slot_of(at)].push(0.0);
+                volume.per_slot[slot_of(at)].push((fraction_of(at, width), 0.0));
                 next = Some(at + width);
             }
-            volume.per_slot[slot_of(bucket.start)].push(bucket.syncs as f64);
+            let (slot, fraction) = (slot_of(bucket.start), fraction_of(bucket.start, width));
+            volume.per_slot[slot].push((fraction, bucket.syncs as f64));
             if let (Some(d), true) = (bucket.p95_duration_ms, bucket.syncs > 0) {
-                p95.per_slot[slot_of(bucket.start)].push(d);
+                p95.per_slot[slot].push((fraction, d));
             }
             next = Some(bucket.start + width);
         }
@@ -484,7 +533,7 @@ impl Baseline {
     pub fn level(&self, metric: Metric, at: OffsetDateTime) -> Option<Level> {
         let slot = slot_of(at);
         match metric {
-            Metric::SyncVolume => self.volume.get(slot).copied(),
+            Metric::SyncVolume => self.volume.get(slot).copied().flatten(),
             Metric::FailureRate => self.failure_rate.get(slot).copied(),
             Metric::ConflictRate => self.conflict_rate.get(slot).copied(),
             Metric::P95Duration => self.p95.get(slot).copied().flatten(),
@@ -526,8 +575,10 @@ impl Baseline {
 
     fn judge_volume(&self, w: &Window<'_>) -> Option<Judgement> {
         let c = &self.config;
-        let levels: Vec<Level> = w.slots.iter().filter_map(|&s| self.volume.get(s).copied()).collect();
-        let expected: f64 = levels.iter().map(|l| l.center).sum();
+        let levels: Vec<Level> =
+            w.slots.iter().filter_map(|&s| self.volume.get(s).copied().flatten()).collect();
+        let expected: f64 =
+            w.slots.iter().zip(&w.fractions).filter_map(|(&s, &f)| center_at(&self.volume, s, f)).sum();
         // Bucket noise adds up as independent; level shifts are carried by the relative floor.
         let spread = levels.iter().map(|l| l.spread * l.spread).sum::<f64>().sqrt();
         let spread = spread.max(c.relative_floor * expected).max(1.0);
@@ -615,7 +666,9 @@ impl Baseline {
         if levels.is_empty() {
             return None;
         }
-        let expected = levels.iter().map(|l| l.center).sum::<f64>() / levels.len() as f64;
+        let centers: Vec<f64> =
+            w.slots.iter().zip(&w.fractions).filter_map(|(&s, &f)| center_at(&self.p95, s, f)).collect();
+        let expected = centers.iter().sum::<f64>() / centers.len().max(1) as f64;
         let spread = levels.iter().map(|l| l.spread).sum::<f64>() / levels.len() as f64;
         let spread = spread.max(c.relative_floor * expected).max(1.0);
         let observed = sum / syncs as f64;
@@ -638,6 +691,8 @@ struct Window<'a> {
     buckets: &'a [Bucket],
     /// The hour-of-week slot of each bucket position from start to end (missing buckets too).
     slots: Vec<usize>,
+    /// Where in its hour the middle of each position falls.
+    fractions: Vec<f64>,
     /// Per position: (syncs, changes) observed there.
     counts: Vec<(u64, u64)>,
     syncs: u64,
@@ -649,6 +704,7 @@ struct Window<'a> {
 impl<'a> Window<'a> {
     fn new(start: OffsetDateTime, end: OffsetDateTime, width: Duration, buckets: &'a [Bucket]) -> Self {
         let mut slots = Vec::new();
+        let mut fractions = Vec::new();
         let mut counts = Vec::new();
         let mut at = start;
         let mut it = buckets.iter().peekable();
@@ -659,6 +715,7 @@ impl<'a> Window<'a> {
                 here.1 += b.changes;
             }
             slots.push(slot_of(at));
+            fractions.push(fraction_of(at, width));
             counts.push(here);
             at += width;
         }
@@ -668,6 +725,7 @@ impl<'a> Window<'a> {
             end,
             buckets,
             slots,
+            fractions,
             counts,
             syncs: sum(|b| b.syncs),
             failures: sum(|b| b.failures),
