@@ -268,6 +268,9 @@ fn fraction_of(at: OffsetDateTime, width: Duration) -> f64 {
     (f64::from(at.minute()) + f64::from(at.second()) / 60.0 + width.as_seconds_f64() / 120.0) / 60.0
 }
 
+/// Per-bucket values with the point of the hour they stand for: (fraction 0..1, value).
+type Placed = Gathered<(f64, f64)>;
+
 /// Values gathered per slot, before they are turned into levels.
 struct Gathered<T> {
     per_slot: Vec<Vec<T>>,
@@ -342,7 +345,7 @@ fn center_at(levels: &[Option<Level>], slot: usize, fraction: f64) -> Option<f64
 
 /// Per-bucket levels: centres per slot, then spreads from each bucket's distance to the
 /// interpolated centre at its point of the hour (a ramp within an hour is not spread).
-fn smooth_levels(g: &Gathered<(f64, f64)>, per_hour: f64, k: f64) -> Vec<Option<Level>> {
+fn smooth_levels(g: &Placed, per_hour: f64, k: f64) -> Vec<Option<Level>> {
     let centers = pooled_levels(per_bucket_estimate(g, per_hour), k);
     let mut residuals: Gathered<f64> = Gathered::new();
     for (slot, values) in g.per_slot.iter().enumerate() {
@@ -460,7 +463,7 @@ impl Baseline {
 
     /// Per-bucket volumes on a dense timeline (missing buckets are zero) and p95 durations,
     /// each with the point of the hour its bucket's middle falls at.
-    fn gather_buckets(history: &[Bucket], width: Duration) -> (Gathered<(f64, f64)>, Gathered<(f64, f64)>) {
+    fn gather_buckets(history: &[Bucket], width: Duration) -> (Placed, Placed) {
         let mut volume = Gathered::new();
         let mut p95 = Gathered::new();
         let mut next = history.first().map(|b| b.start);
