@@ -193,12 +193,15 @@ impl Model {
         order.sort_by(|&a, &b| contributions[b].total_cmp(&contributions[a]).then(a.cmp(&b)));
         let reasons = order
             .into_iter()
-            .take(3)
-            .map(|i| Reason {
-                feature: self.features[i].clone(),
-                contribution: contributions[i],
-                explanation: explain(&self.features[i], activity),
+            .filter_map(|i| {
+                let feature = self.features.get(i)?;
+                Some(Reason {
+                    feature: feature.clone(),
+                    contribution: contributions[i],
+                    explanation: explain(feature, activity),
+                })
             })
+            .take(3)
             .collect();
         Ok(Prediction { risk: risk.clamp(0.0, 1.0), reasons })
     }
