@@ -304,6 +304,9 @@ mod tests {
         assert_eq!(file.sync.batch_sizes.poor, 10);
         assert_eq!(file.server.bind.as_deref(), Some("0.0.0.0:8080"));
         assert!(file.sync.problems().is_empty());
+        assert!(file.limits.problems().is_empty());
+        assert_eq!(file.limits.rate_for("acme"), sync_api::Rate { per_minute: 1200, burst: 240 });
+        assert_eq!(file.server.cors_allowed_origins.as_deref(), Some(&["https://app.example.com".to_owned()][..]));
     }
 
     #[test]
