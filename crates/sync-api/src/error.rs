@@ -3,10 +3,13 @@
 //! Policy: every failure answers with the protocol's body
 //! `{"error": {"code": "snake_case", "message": "…", "details": …}}` and the status of
 //! PROTOCOL.md section 9. Bad input is always a 4xx: anything a client can send is classified
-//! before it reaches the engine, and the engine's own input errors map to 4xx too. Only a
-//! database that cannot be reached (503, with `Retry-After`) and genuine server faults (500)
-//! are 5xx, and only those are logged (at `warn` and `error`): a 4xx is the client's business
-//! and is visible in the request trace.
+//! before it reaches the engine, and the engine's own input errors map to 4xx too. An engine
+//! error keeps its own code and status ([`sync_domain::Error::code`] and
+//! [`sync_domain::Error::http_status`] are the one source of both; this module only carries
+//! them to the wire). Only a database that cannot be reached (503, with `Retry-After`) and
+//! genuine server faults (500) are 5xx, and only those are logged (at `warn` and `error`): a
+//! 4xx is the client's business and is visible in the request trace. Too many requests are
+//! 429 with `Retry-After` too.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -38,24 +41,22 @@ pub enum ApiError {
     /// 405: the route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// 409: the client must refetch before trying again.
-    #[error("{0}")]
-    Conflict(String),
-    /// 410: the pull cursor is older than what was purged; start again without one.
-    #[error("the cursor is older than the retained history; pull again without a cursor")]
-    ResyncRequired,
     /// 413: body, decoded body or change count over the limits.
     #[error("{0}")]
     PayloadTooLarge(String),
     /// 415: a `Content-Encoding` the server cannot decode.
     #[error("{0}")]
     UnsupportedEncoding(String),
-    /// 422: well-formed but semantically refused (for example a reused idempotency key).
+    /// 422: well-formed but semantically refused.
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
-    /// 503: the database cannot be reached.
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
+    /// 429: over the token's request budget or the tenant's concurrent pushes; retry after
+    /// `retry_after_secs`.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after_secs: u64 },
+    /// The engine's error, with the code and status it carries.
+    #[error(transparent)]
+    Engine(#[from] sync_domain::Error),
     /// 500: a fault of the server.
     #[error("internal error: {0}")]
     Internal(String),
@@ -93,12 +94,13 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::ResyncRequired => StatusCode::GONE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Engine(e) => {
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -111,11 +113,10 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::ResyncRequired => "resync_required",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Engine(e) => e.code(),
             ApiError::Internal(_) => "internal",
         }
     }
@@ -124,7 +125,7 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         let message = match self {
             ApiError::Internal(_) => "internal server error".to_owned(),
-            ApiError::Unavailable(_) => "the database is unreachable; retry later".to_owned(),
+            ApiError::Engine(e) => e.public_message(),
             other => other.to_string(),
         };
         let details = match self {
@@ -138,42 +139,23 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        match &self {
-            ApiError::Internal(cause) => tracing::error!(%cause, "request failed"),
-            ApiError::Unavailable(cause) => tracing::warn!(%cause, "database unavailable"),
-            _ => {}
+        if status.is_server_error() {
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                tracing::warn!(cause = %self, "database unavailable");
+            } else {
+                tracing::error!(cause = %self, "request failed");
+            }
         }
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let ApiError::RateLimited { retry_after_secs, .. } = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         response
-    }
-}
-
-impl From<sync_domain::Error> for ApiError {
-    fn from(e: sync_domain::Error) -> Self {
-        use sync_domain::Error as E;
-        match e {
-            E::Unavailable(cause) => ApiError::Unavailable(cause),
-            E::BadRequest { code, message } => ApiError::BadRequest { code, message, details: None },
-            E::PayloadTooLarge(message) => ApiError::PayloadTooLarge(message),
-            E::IdempotencyKeyReused => ApiError::Unprocessable {
-                code: "idempotency_key_reused",
-                message: "this Idempotency-Key was already used with a different request".to_owned(),
-            },
-            E::Unprocessable { code, message } => ApiError::Unprocessable { code, message },
-            E::NotFound(message) => ApiError::NotFound(message),
-            E::Forbidden(message) => ApiError::Forbidden(message),
-            E::Conflict(message) => ApiError::Conflict(message),
-            E::ResyncRequired => ApiError::ResyncRequired,
-            // The engine already retried; the same request later is expected to succeed.
-            E::WriteConflict(cause) => ApiError::Unavailable(format!("concurrent writes, retry: {cause}")),
-            other => ApiError::Internal(other.to_string()),
-        }
     }
 }
 

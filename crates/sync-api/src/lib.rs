@@ -2,14 +2,17 @@
 #![doc = include_str!("../README.md")]
 
 pub mod auth;
+pub mod cors;
 pub mod error;
 pub mod graphql;
+pub mod limits;
 pub mod openapi;
 pub mod operation;
 pub mod rest;
 
 pub use auth::{Authenticator, Claims};
 pub use error::{ApiError, ErrorBody, ErrorDetail, Result};
+pub use limits::{Limiter, LimitsConfig, Rate};
 pub use operation::{
     ApiOptions, EncodedBody, OperationOutput, OperationRequest, RequestMetrics, SyncApi, SyncOperation,
     Transport,

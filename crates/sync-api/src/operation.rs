@@ -14,25 +14,26 @@ use serde::de::IgnoredAny;
 use sync_bandwidth::{CompressionConfig, CompressionMode, Encoding};
 use sync_domain::SyncEngine;
 use sync_domain::engine::{
-    ConflictView, Dashboard, DeviceHealthView, PolicyUpdate, PolicyView, PullReply, PushReply,
-    ResolveRequest, ResolveResponse, SnapshotCreated,
+    ConflictView, Dashboard, DeviceHealthView, FailedSync, PolicyUpdate, PolicyView, PullReply, PushReply,
+    ResolveRequest, ResolveResponse, SnapshotCreated, WireBytes,
 };
 use sync_domain::protocol::{
     OptimalTime, PartialSyncRequest, PartialSyncResponse, PullRequest, PushRequest, QueueStatus,
 };
-use sync_domain::store::Principal;
+use sync_domain::store::{Principal, SyncEventKind};
 use sync_metrics::{Operation, Sample, SyncRecorder, Usage};
 use tracing::Instrument;
 
 use crate::auth::Authenticator;
 use crate::error::{ApiError, Result};
+use crate::limits::{Limiter, LimitsConfig, retry_after_secs};
 
 /// Most conflicts one list request returns.
 pub const MAX_CONFLICT_LIMIT: i64 = 500;
 /// Conflicts listed when no `limit` is given.
 pub const DEFAULT_CONFLICT_LIMIT: i64 = 100;
-/// Longest snapshot window, in hours (a year).
-pub const MAX_SNAPSHOT_WINDOW_HOURS: i64 = 24 * 366;
+/// Longest snapshot window, in hours: the engine's bound.
+pub use sync_domain::engine::MAX_SNAPSHOT_WINDOW_HOURS;
 
 /// Which adapter a request came through (for traces; it never changes the outcome).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +194,17 @@ pub struct RequestMetrics(Arc<Mutex<MetricsSlot>>);
 struct MetricsSlot {
     tenant: Option<String>,
     ops: Vec<OpRecord>,
+    /// The authenticated caller.
+    principal: Option<Principal>,
+    /// The device the request names, as far as it could be read.
+    device_id: Option<String>,
+    /// `X-Network-Quality`.
+    network: Option<String>,
+    /// The request body as it arrived (`sent`) and decoded (`raw`).
+    body: Option<WireBytes>,
+    /// Whether the request's outcome is already in analytics (the engine recorded it, or
+    /// its refusal was recorded).
+    outcome_recorded: bool,
 }
 
 /// One operation of a request, as recorded.
@@ -219,6 +231,47 @@ impl RequestMetrics {
     /// The tenant noted, if any.
     pub fn tenant(&self) -> Option<String> {
         self.with_slot(|s| s.tenant.clone())
+    }
+
+    /// Notes the authenticated caller (and its tenant).
+    pub fn set_principal(&self, principal: &Principal) {
+        self.with_slot(|s| {
+            s.tenant = Some(principal.tenant.clone());
+            s.principal = Some(principal.clone());
+        });
+    }
+
+    /// Notes the request's `X-Network-Quality`.
+    pub fn note_network(&self, network: Option<&str>) {
+        self.with_slot(|s| s.network = network.map(str::to_owned));
+    }
+
+    /// Notes the device the request names (the first one noted stays).
+    pub fn note_device(&self, device_id: &str) {
+        self.with_slot(|s| {
+            if s.device_id.is_none() {
+                s.device_id = Some(device_id.to_owned());
+            }
+        });
+    }
+
+    /// The device noted, if any.
+    pub fn device_id(&self) -> Option<String> {
+        self.with_slot(|s| s.device_id.clone())
+    }
+
+    /// Notes the request body's size as it arrived and decoded.
+    pub fn note_body(&self, bytes: WireBytes) {
+        self.with_slot(|s| s.body = Some(bytes));
+    }
+
+    /// The request body's size, if it was read.
+    pub fn body(&self) -> Option<WireBytes> {
+        self.with_slot(|s| s.body)
+    }
+
+    fn mark_recorded(&self) -> bool {
+        self.with_slot(|s| std::mem::replace(&mut s.outcome_recorded, true))
     }
 
     fn push(&self, record: OpRecord) {
@@ -268,6 +321,11 @@ impl RequestMetrics {
 pub struct ApiOptions {
     /// Secret for HS256 JWTs; `None` accepts only stored tokens.
     pub jwt_secret: Option<String>,
+    /// Request budgets per token and the ceiling on a tenant's concurrent pushes (per node).
+    pub limits: LimitsConfig,
+    /// Origins whose browser apps get CORS answers (exact `scheme://host[:port]`); none by
+    /// default.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// The operation interface over one engine. Cheap to clone; share one per process.
@@ -278,6 +336,8 @@ pub struct SyncApi {
     recorder: SyncRecorder,
     compression: Arc<CompressionConfig>,
     schema: crate::graphql::SyncSchema,
+    limiter: Limiter,
+    cors_allowed_origins: Arc<Vec<String>>,
 }
 
 impl std::fmt::Debug for SyncApi {
@@ -307,6 +367,50 @@ impl SyncApi {
             recorder: SyncRecorder::new(),
             compression: Arc::new(compression),
             schema: crate::graphql::schema(),
+            limiter: Limiter::new(options.limits),
+            cors_allowed_origins: Arc::new(options.cors_allowed_origins),
+        }
+    }
+
+    /// The per-node rate limiter.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// The origins that get CORS answers.
+    pub fn cors_allowed_origins(&self) -> &[String] {
+        &self.cors_allowed_origins
+    }
+
+    /// Spends one request of the budget of `credential`, a token of `principal`'s tenant
+    /// (429 with the seconds to wait when it is spent).
+    pub fn admit(&self, principal: &Principal, credential: &str) -> Result<()> {
+        self.limiter.admit(&principal.tenant, credential).map_err(|wait| ApiError::RateLimited {
+            message: "this token has used its request budget; retry later".into(),
+            retry_after_secs: retry_after_secs(wait),
+        })
+    }
+
+    /// Records a push, pull or partial sync refused before the engine saw it (bad input, too
+    /// large, rate limited) as a failed sync of the device the request names, unless its
+    /// outcome is already recorded. Nothing is recorded without an authenticated caller and
+    /// a device.
+    pub async fn record_refusal(&self, metrics: &RequestMetrics, kind: SyncEventKind, elapsed: Duration) {
+        let (principal, device_id, network, body) =
+            metrics.with_slot(|s| (s.principal.clone(), s.device_id.clone(), s.network.clone(), s.body));
+        let (Some(principal), Some(device_id)) = (principal, device_id) else { return };
+        if metrics.mark_recorded() {
+            return;
+        }
+        let failed = FailedSync {
+            device_id,
+            kind,
+            duration: elapsed,
+            wire: if kind == SyncEventKind::Push { body.unwrap_or_default() } else { WireBytes::default() },
+            network,
+        };
+        if let Err(e) = self.engine.record_failed_sync(&principal, failed).await {
+            tracing::warn!(error = %e, "could not record a refused sync");
         }
     }
 
@@ -359,26 +463,46 @@ impl SyncApi {
             request,
             metrics,
         } = op;
-        metrics.set_tenant(&principal.tenant);
+        let started = std::time::Instant::now();
+        metrics.set_principal(&principal);
+        metrics.note_network(network_quality.as_deref());
+        if let Some(device_id) = request.device_id() {
+            metrics.note_device(device_id);
+        }
+        let sync_kind = sync_kind(&request);
         if let Some(field) = nul_in(&request) {
-            return Err(ApiError::BadRequest {
+            let refused = ApiError::BadRequest {
                 code: "invalid_request",
                 message: format!("{field}: text must not contain NUL characters"),
                 details: Some(serde_json::json!({ "path": field })),
-            });
+            };
+            if let Some(kind) = sync_kind {
+                self.record_refusal(&metrics, kind, started.elapsed()).await;
+            }
+            return Err(refused);
         }
         let metrics_op = request.metrics_operation();
         let domain = metrics_domain(&request);
         let name = request.name();
+        let body = metrics.body();
         let span = tracing::debug_span!("operation", name, tenant = %principal.tenant, user = %principal.user, ?transport);
         let result = self
-            .dispatch(&principal, idempotency_key, network_quality, accept_gzip, request)
+            .dispatch(&principal, idempotency_key, network_quality, accept_gzip, request, body)
             .instrument(span)
             .await;
+        if let Some(kind) = sync_kind {
+            match &result {
+                // The engine recorded the outcome, success or failure.
+                Ok(_) | Err(ApiError::Engine(_)) => {
+                    metrics.mark_recorded();
+                }
+                Err(_) => self.record_refusal(&metrics, kind, started.elapsed()).await,
+            }
+        }
         if let Some(operation) = metrics_op {
             let (success, usage, domain) = match &result {
                 Ok(output) => {
-                    let (usage, out_domain) = usage_of(output);
+                    let (usage, out_domain) = usage_of(output, body);
                     (true, usage, out_domain.unwrap_or(domain))
                 }
                 Err(_) => (false, Usage::default(), domain),
@@ -395,6 +519,7 @@ impl SyncApi {
         network_quality: Option<String>,
         accept_gzip: bool,
         request: OperationRequest,
+        body: Option<WireBytes>,
     ) -> Result<OperationOutput> {
         let engine = &self.engine;
         Ok(match request {
@@ -402,14 +527,18 @@ impl SyncApi {
                 let key = idempotency_key.ok_or_else(|| {
                     ApiError::bad_request("missing_idempotency_key", "push needs an Idempotency-Key header")
                 })?;
-                if push.changes.len() > engine.config().max_push_changes {
-                    return Err(ApiError::PayloadTooLarge(format!(
-                        "a push may carry at most {} changes (got {})",
-                        engine.config().max_push_changes,
-                        push.changes.len()
-                    )));
-                }
-                OperationOutput::Push(engine.push(principal, &key, push, network_quality.as_deref()).await?)
+                let _permit = self.limiter.push_permit(&principal.tenant).ok_or_else(|| {
+                    ApiError::RateLimited {
+                        message: "this tenant has as many pushes in progress as it may; retry shortly".into(),
+                        retry_after_secs: 1,
+                    }
+                })?;
+                let network = network_quality.as_deref();
+                let reply = match body {
+                    Some(wire) => engine.push_from_wire(principal, &key, push, network, wire).await?,
+                    None => engine.push(principal, &key, push, network).await?,
+                };
+                OperationOutput::Push(reply)
             }
             OperationRequest::Pull(mut pull) => {
                 if pull.network_quality.is_none() {
@@ -452,12 +581,7 @@ impl SyncApi {
             }
             OperationRequest::CreateSnapshot { time_window_hours } => {
                 require_admin(principal)?;
-                if !(1..=MAX_SNAPSHOT_WINDOW_HOURS).contains(&time_window_hours) {
-                    return Err(ApiError::bad_request(
-                        "invalid_time_window",
-                        format!("time_window_hours must be between 1 and {MAX_SNAPSHOT_WINDOW_HOURS}"),
-                    ));
-                }
+                sync_domain::engine::check_snapshot_window(time_window_hours)?;
                 OperationOutput::SnapshotCreated(engine.snapshot_for(principal, time_window_hours).await?)
             }
             OperationRequest::DeviceHealth { device_id } => {
@@ -531,6 +655,16 @@ fn require_admin(principal: &Principal) -> Result<()> {
     }
 }
 
+/// The kind of device sync a request is, for analytics (push, pull, partial).
+fn sync_kind(request: &OperationRequest) -> Option<SyncEventKind> {
+    match request {
+        OperationRequest::Push(_) => Some(SyncEventKind::Push),
+        OperationRequest::Pull(_) => Some(SyncEventKind::Pull),
+        OperationRequest::PartialSync(_) => Some(SyncEventKind::Partial),
+        _ => None,
+    }
+}
+
 /// The `domain` label of a request: its one domain, or `all`/`mixed`.
 fn metrics_domain(request: &OperationRequest) -> String {
     match request {
@@ -562,25 +696,22 @@ struct ResultCounts {
 }
 
 /// Items, conflicts and bytes of an operation's output, and its domain where the output
-/// says it better than the request.
-fn usage_of(output: &OperationOutput) -> (Usage, Option<String>) {
+/// says it better than the request. A push's bytes are its request's as they arrived
+/// (`body`), a pull's its response's as sent.
+fn usage_of(output: &OperationOutput, body: Option<WireBytes>) -> (Usage, Option<String>) {
     match output {
         OperationOutput::Push(reply) => {
-            let bytes = reply.body.len() as u64;
+            let wire = body.unwrap_or_default();
             let (items, conflicts) = serde_json::from_str::<PushCounts>(&reply.body)
                 .map(|c| {
                     (c.results.len() as u64, c.results.iter().filter(|r| r.conflict.is_some()).count() as u64)
                 })
                 .unwrap_or((0, 0));
-            (Usage { items, conflicts, bytes_raw: bytes, bytes_sent: bytes }, None)
+            (Usage { items, conflicts, bytes_raw: wire.raw, bytes_sent: wire.sent }, None)
         }
         OperationOutput::Pull(reply) => {
             let sent = reply.body.len() as u64;
-            let raw = if reply.content_encoding.is_some() {
-                serde_json::to_vec(&reply.response).map(|v| v.len() as u64).unwrap_or(sent)
-            } else {
-                sent
-            };
+            let raw = reply.json_len as u64;
             (
                 Usage {
                     items: reply.response.changes.len() as u64,

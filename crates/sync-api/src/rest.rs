@@ -18,7 +18,8 @@ use serde::de::DeserializeOwned;
 use sync_bandwidth::Encoding;
 use sync_domain::engine::{PolicyUpdate, ResolveRequest};
 use sync_domain::protocol::{PartialSyncRequest, PullRequest, PushRequest};
-use sync_domain::store::Principal;
+use sync_domain::engine::WireBytes;
+use sync_domain::store::{Principal, SyncEventKind};
 use sync_metrics::Operation;
 use tower_http::trace::TraceLayer;
 
@@ -68,22 +69,23 @@ pub fn router(api: SyncApi) -> Router {
         .route(paths::DEVICE_HEALTH.trim_end_matches('/'), get(device_health))
         .route(paths::GRAPHQL, post(crate::graphql::handler))
         .route_layer(middleware::from_fn_with_state(api.clone(), track));
-    Router::new()
+    let router = Router::new()
         .merge(sync_routes)
         .route(paths::HEALTHZ, get(healthz))
         .route(paths::READYZ, get(readyz))
         .route(paths::METRICS, get(metrics))
         .route(paths::OPENAPI, get(openapi))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(TraceLayer::new_for_http())
-        .with_state(api)
+        .method_not_allowed_fallback(method_not_allowed);
+    let router = crate::cors::layer(router, api.cors_allowed_origins());
+    router.layer(TraceLayer::new_for_http()).with_state(api)
 }
 
 /// The tower layer that records sync-metrics for every request: it gives the request a
 /// [`RequestMetrics`] slot, which the operation interface fills, and records it once the
-/// response is ready. A sync request refused before it reached the engine (401, 400, 413…)
-/// counts as a failure of its operation.
+/// response is ready. A sync request refused before it reached the engine (401, 400, 413,
+/// 429…) counts as a failure of its operation; after authentication, a refused push, pull or
+/// partial sync is also a failed sync of its device in analytics.
 async fn track(State(api): State<SyncApi>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let operation = request.extensions().get::<MatchedPath>().and_then(|p| operation_of_path(p.as_str()));
@@ -91,8 +93,20 @@ async fn track(State(api): State<SyncApi>, mut request: Request, next: Next) -> 
     request.extensions_mut().insert(slot.clone());
     let response = next.run(request).await;
     let success = response.status().is_success();
+    if !success && let Some(kind) = operation.and_then(sync_kind_of) {
+        api.record_refusal(&slot, kind, started.elapsed()).await;
+    }
     slot.record(api.recorder(), started.elapsed(), operation.map(|op| (op, success)));
     response
+}
+
+fn sync_kind_of(operation: Operation) -> Option<SyncEventKind> {
+    match operation {
+        Operation::Push => Some(SyncEventKind::Push),
+        Operation::Pull => Some(SyncEventKind::Pull),
+        Operation::Partial => Some(SyncEventKind::Partial),
+        _ => None,
+    }
 }
 
 fn operation_of_path(path: &str) -> Option<Operation> {
@@ -153,11 +167,16 @@ impl FromRequestParts<SyncApi> for Caller {
             .map(|v| v.to_str().map_err(|_| ApiError::Unauthorized("invalid Authorization header".into())))
             .transpose()?;
         let principal = api.authenticate(authorization).await?;
-        metrics.set_tenant(&principal.tenant);
+        metrics.set_principal(&principal);
+        if let Some(device_id) = query_device_id(parts.uri.query()) {
+            metrics.note_device(&device_id);
+        }
+        api.admit(&principal, authorization.unwrap_or_default())?;
         let idempotency_key =
             header_str(&parts.headers, "idempotency-key", "invalid_idempotency_key")?.map(str::to_owned);
         let network_quality =
             header_str(&parts.headers, "x-network-quality", "invalid_network_quality")?.map(str::to_owned);
+        metrics.note_network(network_quality.as_deref());
         Ok(Caller {
             principal,
             idempotency_key,
@@ -168,34 +187,96 @@ impl FromRequestParts<SyncApi> for Caller {
     }
 }
 
+/// The `device_id` of a query string, if it has one.
+fn query_device_id(query: Option<&str>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct DeviceOnly {
+        device_id: Option<String>,
+    }
+    serde_urlencoded::from_str::<DeviceOnly>(query?).ok()?.device_id
+}
+
+/// The top-level `device_id` of a JSON object, read up to the first thing wrong with the rest
+/// (a syntax error, a wrong type, the end of a body cut at the size limit): which device a
+/// refused request came from.
+pub fn device_id_in(json: &[u8]) -> Option<String> {
+    use serde::Deserializer as _;
+    use serde::de::{IgnoredAny, MapAccess, Visitor};
+
+    struct Scan<'a>(&'a mut Option<String>);
+    impl<'de> Visitor<'de> for Scan<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "device_id" {
+                    *self.0 = Some(map.next_value::<String>()?);
+                    return Ok(());
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
+    }
+    let mut found = None;
+    let _ = serde_json::Deserializer::from_slice(json).deserialize_map(Scan(&mut found));
+    found
+}
+
 /// Reads a request body: at most `max_body_bytes` on the wire and after decoding its
-/// `Content-Encoding` (gzip; anything else is 415).
+/// `Content-Encoding` (gzip; anything else is 415). Its sizes, and on a refusal the device it
+/// names, are noted in the request's [`RequestMetrics`].
 pub async fn read_body(api: &SyncApi, request: Request) -> Result<Vec<u8>> {
     let limit = api.engine().config().max_body_bytes;
     let (parts, body) = request.into_parts();
+    let metrics = parts.extensions.get::<RequestMetrics>().cloned().unwrap_or_default();
     let content_encoding = header_str(&parts.headers, "content-encoding", "invalid_content_encoding")?;
     // Refuse an unknown coding before reading a byte of the body.
     let encoding = Encoding::from_content_encoding(content_encoding)?;
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if is_length_limit(&e) {
-            ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes"))
-        } else {
-            ApiError::bad_request("malformed_body", format!("could not read the request body: {e}"))
+    let raw = match read_bounded(body, limit).await {
+        Ok(raw) => raw,
+        Err(BodyError::TooLarge(prefix)) => {
+            if encoding == Encoding::Identity
+                && let Some(device_id) = device_id_in(&prefix)
+            {
+                metrics.note_device(&device_id);
+            }
+            metrics.note_body(WireBytes { raw: prefix.len() as u64, sent: prefix.len() as u64 });
+            return Err(ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes")));
         }
-    })?;
+        Err(BodyError::Read(e)) => {
+            return Err(ApiError::bad_request("malformed_body", format!("could not read the request body: {e}")));
+        }
+    };
+    let sent = raw.len() as u64;
+    metrics.note_body(WireBytes { raw: sent, sent });
     let decoded = sync_bandwidth::decompress(&raw, encoding, limit)?;
+    metrics.note_body(WireBytes { raw: decoded.len() as u64, sent });
     Ok(decoded.into_owned())
 }
 
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
+enum BodyError {
+    /// Over the limit: the first `limit` bytes.
+    TooLarge(Vec<u8>),
+    Read(axum::Error),
+}
+
+/// Reads at most `limit` bytes of `body`, keeping what was read when it is longer.
+async fn read_bounded(body: axum::body::Body, limit: usize) -> std::result::Result<Vec<u8>, BodyError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else { continue };
+        if buf.len() + data.len() > limit {
+            buf.extend_from_slice(&data[..limit - buf.len()]);
+            return Err(BodyError::TooLarge(buf));
         }
-        source = err.source();
+        buf.extend_from_slice(&data);
     }
-    false
+    Ok(buf)
 }
 
 /// Parses JSON into `T`, naming the offending field of a refusal.
@@ -228,8 +309,13 @@ impl<T: DeserializeOwned> FromRequest<SyncApi> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, api: &SyncApi) -> Result<Self> {
+        let metrics = request.extensions().get::<RequestMetrics>().cloned().unwrap_or_default();
         let bytes = read_body(api, request).await?;
-        Ok(JsonBody(parse_json(&bytes)?))
+        parse_json(&bytes).map(JsonBody).inspect_err(|_| {
+            if let Some(device_id) = device_id_in(&bytes) {
+                metrics.note_device(&device_id);
+            }
+        })
     }
 }
 
@@ -263,7 +349,6 @@ fn json_response(status: StatusCode, body: EncodedBody) -> Response {
 /// Runs an operation and writes its output.
 async fn run(api: &SyncApi, caller: Caller, request: OperationRequest) -> Result<Response> {
     let accept_gzip = caller.accept_gzip;
-    let metrics = caller.metrics.clone();
     let output = api.execute(caller.operation(request)).await?;
     let (status, body) = match output {
         OperationOutput::Push(reply) => {
@@ -272,7 +357,6 @@ async fn run(api: &SyncApi, caller: Caller, request: OperationRequest) -> Result
             if reply.replayed {
                 response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             }
-            metrics.set_bytes_sent(response_len(&response));
             return Ok(response);
         }
         OperationOutput::Pull(reply) => {
@@ -286,16 +370,35 @@ async fn run(api: &SyncApi, caller: Caller, request: OperationRequest) -> Result
     Ok(json_response(status, body))
 }
 
-fn response_len(response: &Response) -> usize {
-    use axum::body::HttpBody;
-    response.body().size_hint().exact().map_or(0, |n| n as usize)
+/// The caller, or its refusal. A refused push or partial sync (over its budget) still has its
+/// body read, bounded as always, to learn which device it came from.
+async fn caller_or_refusal(
+    api: &SyncApi,
+    caller: std::result::Result<Caller, ApiError>,
+    request: Request,
+) -> Result<(Caller, Request)> {
+    match caller {
+        Ok(caller) => Ok((caller, request)),
+        Err(refusal @ ApiError::RateLimited { .. }) => {
+            let metrics = request.extensions().get::<RequestMetrics>().cloned().unwrap_or_default();
+            if let Ok(bytes) = read_body(api, request).await
+                && let Some(device_id) = device_id_in(&bytes)
+            {
+                metrics.note_device(&device_id);
+            }
+            Err(refusal)
+        }
+        Err(refusal) => Err(refusal),
+    }
 }
 
 async fn push(
     State(api): State<SyncApi>,
-    caller: Caller,
-    JsonBody(body): JsonBody<PushRequest>,
+    caller: std::result::Result<Caller, ApiError>,
+    request: Request,
 ) -> Result<Response> {
+    let (caller, request) = caller_or_refusal(&api, caller, request).await?;
+    let JsonBody(body) = JsonBody::<PushRequest>::from_request(request, &api).await?;
     if caller.idempotency_key.is_none() {
         return Err(ApiError::bad_request("missing_idempotency_key", "push needs an Idempotency-Key header"));
     }
@@ -358,9 +461,11 @@ async fn queue_status(
 
 async fn partial(
     State(api): State<SyncApi>,
-    caller: Caller,
-    JsonBody(body): JsonBody<PartialSyncRequest>,
+    caller: std::result::Result<Caller, ApiError>,
+    request: Request,
 ) -> Result<Response> {
+    let (caller, request) = caller_or_refusal(&api, caller, request).await?;
+    let JsonBody(body) = JsonBody::<PartialSyncRequest>::from_request(request, &api).await?;
     run(&api, caller, OperationRequest::PartialSync(body)).await
 }
 
@@ -472,7 +577,8 @@ async fn readyz(State(api): State<SyncApi>) -> Result<Response> {
 }
 
 async fn metrics(State(api): State<SyncApi>) -> Response {
-    let text = api.recorder().render_prometheus();
+    let mut text = api.recorder().render_prometheus();
+    text.push_str(&api.limiter().render_prometheus());
     let mut response = text.into_response();
     response
         .headers_mut()

@@ -76,18 +76,20 @@ impl Error {
         matches!(self, Error::WriteConflict(_) | Error::Unavailable(_))
     }
 
-    /// The protocol's error code (`snake_case`) for this error.
+    /// The protocol's error code (`snake_case`) for this error: the one source of the codes
+    /// the API sends (sync-api only maps, see its `error` module).
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Unavailable(_) => "database_unavailable",
-            Error::WriteConflict(_) => "write_conflict",
+            // The engine already retried a write conflict: the client should retry later,
+            // exactly as when the database is unreachable.
+            Error::Unavailable(_) | Error::WriteConflict(_) => "unavailable",
             Error::Database(_)
             | Error::Migration(_)
+            | Error::InvalidUrl(_)
+            | Error::InvalidArgument(_)
             | Error::Corrupt(_)
             | Error::TaskFailed(_)
             | Error::Internal(_) => "internal",
-            Error::InvalidUrl(_) => "invalid_database_url",
-            Error::InvalidArgument(_) => "invalid_argument",
             Error::BadRequest { code, .. } | Error::Unprocessable { code, .. } => code,
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::IdempotencyKeyReused => "idempotency_key_reused",
@@ -98,23 +100,37 @@ impl Error {
         }
     }
 
-    /// The HTTP status the protocol gives this error.
+    /// The HTTP status PROTOCOL.md section 9 gives this error: the one source of the statuses
+    /// the API answers engine errors with.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::BadRequest { .. } | Error::InvalidArgument(_) => 400,
+            Error::BadRequest { .. } => 400,
             Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
-            Error::Conflict(_) | Error::WriteConflict(_) => 409,
+            Error::Conflict(_) => 409,
             Error::ResyncRequired => 410,
             Error::PayloadTooLarge(_) => 413,
             Error::IdempotencyKeyReused | Error::Unprocessable { .. } => 422,
-            Error::Unavailable(_) => 503,
-            Error::Database(_)
+            Error::Unavailable(_) | Error::WriteConflict(_) => 503,
+            // A value the storage layer refuses or a bad database URL reached the engine
+            // unchecked: a fault of the server, not of the request.
+            Error::InvalidArgument(_)
+            | Error::Database(_)
             | Error::Migration(_)
             | Error::InvalidUrl(_)
             | Error::Corrupt(_)
             | Error::TaskFailed(_)
             | Error::Internal(_) => 500,
+        }
+    }
+
+    /// The message a client may see: the error itself for a 4xx, a generic one for a 5xx,
+    /// whose cause stays in the server's log.
+    pub fn public_message(&self) -> String {
+        match self.http_status() {
+            503 => "the database is unreachable or busy; retry later".to_owned(),
+            status if status >= 500 => "internal server error".to_owned(),
+            _ => self.to_string(),
         }
     }
 
@@ -156,5 +172,65 @@ impl From<r2d2::Error> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::Corrupt(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PROTOCOL.md section 9's status for each variant, written without a wildcard so that a
+    /// new variant does not compile until it is given one here.
+    fn protocol_status(e: &Error) -> u16 {
+        match e {
+            Error::BadRequest { .. } => 400,
+            Error::Forbidden(_) => 403,
+            Error::NotFound(_) => 404,
+            Error::Conflict(_) => 409,
+            Error::ResyncRequired => 410,
+            Error::PayloadTooLarge(_) => 413,
+            Error::IdempotencyKeyReused | Error::Unprocessable { .. } => 422,
+            Error::Unavailable(_) | Error::WriteConflict(_) => 503,
+            Error::Database(_)
+            | Error::Migration(_)
+            | Error::InvalidUrl(_)
+            | Error::InvalidArgument(_)
+            | Error::Corrupt(_)
+            | Error::TaskFailed(_)
+            | Error::Internal(_) => 500,
+        }
+    }
+
+    #[test]
+    fn every_variant_has_the_protocols_status_and_a_code() {
+        let all = [
+            Error::Unavailable("x".into()),
+            Error::WriteConflict("x".into()),
+            Error::Database(DieselError::NotFound),
+            Error::Migration("x".into()),
+            Error::InvalidUrl("x".into()),
+            Error::InvalidArgument("x".into()),
+            Error::Corrupt("x".into()),
+            Error::TaskFailed("x".into()),
+            Error::BadRequest { code: "invalid_cursor", message: "x".into() },
+            Error::PayloadTooLarge("x".into()),
+            Error::IdempotencyKeyReused,
+            Error::Unprocessable { code: "invalid_policy", message: "x".into() },
+            Error::NotFound("x".into()),
+            Error::Forbidden("x".into()),
+            Error::Conflict("x".into()),
+            Error::ResyncRequired,
+            Error::Internal("x".into()),
+        ];
+        for e in &all {
+            assert_eq!(e.http_status(), protocol_status(e), "{e:?}");
+            let code = e.code();
+            assert!(!code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{code}");
+            if e.http_status() >= 500 {
+                assert!(!e.public_message().contains('x'), "a 5xx hides its cause: {}", e.public_message());
+            }
+        }
+        assert_eq!(Error::WriteConflict("x".into()).code(), "unavailable");
+        assert_eq!(Error::Internal("x".into()).code(), "internal");
     }
 }

@@ -33,7 +33,7 @@ pub use conflicts::{
 };
 pub use devices::{
     DeviceHealthRow, DeviceRow, get_device, get_device_health, list_device_health_below,
-    oldest_active_cursor, set_device_cursor, upsert_device, upsert_device_health,
+    oldest_active_cursor, set_device_cursor, set_device_time_per_item, upsert_device, upsert_device_health,
 };
 pub use idempotency::{IdempotencyRow, get_idempotency, purge_expired_idempotency, put_idempotency};
 pub use records::{

@@ -8,14 +8,23 @@
 //! bind = "0.0.0.0:8080"
 //! database_url = "postgres://sync@db/sync"
 //!
+//! cors_allowed_origins = ["https://app.example.com"]
+//!
 //! [sync]                      # every field of sync_domain::SyncConfig
 //! max_push_changes = 500
 //! peak_hours_start = 8
+//!
+//! [limits]                    # sync_api::LimitsConfig: rate limits, per node
+//! rate_limit_per_minute = 600
+//! rate_limit_burst = 120
+//! max_concurrent_pushes_per_tenant = 32
+//! tenants.acme = { per_minute = 1200, burst = 240 }
 //! ```
 //!
 //! Environment: `SYNC_CONFIG` (the file's path), `SYNC_DATABASE_URL`, `SYNC_BIND`,
-//! `SYNC_JWT_SECRET`, and `SYNC_<FIELD>` for any top-level field of `[sync]`
-//! (`SYNC_MAX_PUSH_CHANGES=100`). Unknown keys in the file are errors; environment variables
+//! `SYNC_JWT_SECRET`, `SYNC_CORS_ALLOWED_ORIGINS` (comma-separated), `SYNC_RATE_LIMIT_PER_MINUTE`,
+//! `SYNC_RATE_LIMIT_BURST`, `SYNC_MAX_CONCURRENT_PUSHES_PER_TENANT`, and `SYNC_<FIELD>` for any
+//! top-level field of `[sync]` (`SYNC_MAX_PUSH_CHANGES=100`). Unknown keys in the file are errors; environment variables
 //! that name no field are ignored (other tools share the `SYNC_` prefix).
 
 use std::net::SocketAddr;
@@ -23,6 +32,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 use serde_json::Value;
+use sync_api::LimitsConfig;
 use sync_domain::SyncConfig;
 
 use crate::error::CliError;
@@ -33,7 +43,17 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://sync.db";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
 /// Environment variables with a meaning of their own (not `[sync]` overrides).
-const RESERVED_ENV: &[&str] = &["CONFIG", "DATABASE_URL", "BIND", "JWT_SECRET", "LOG"];
+const RESERVED_ENV: &[&str] = &[
+    "CONFIG",
+    "DATABASE_URL",
+    "BIND",
+    "JWT_SECRET",
+    "LOG",
+    "CORS_ALLOWED_ORIGINS",
+    "RATE_LIMIT_PER_MINUTE",
+    "RATE_LIMIT_BURST",
+    "MAX_CONCURRENT_PUSHES_PER_TENANT",
+];
 
 /// `[server]` of the file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -42,6 +62,8 @@ pub struct ServerSection {
     pub bind: Option<String>,
     pub database_url: Option<String>,
     pub jwt_secret: Option<String>,
+    /// Origins whose browser apps get CORS answers (PROTOCOL.md section 9).
+    pub cors_allowed_origins: Option<Vec<String>>,
 }
 
 /// The whole file.
@@ -50,6 +72,7 @@ pub struct ServerSection {
 pub struct FileConfig {
     pub server: ServerSection,
     pub sync: SyncConfig,
+    pub limits: LimitsConfig,
 }
 
 /// The resolved configuration.
@@ -59,6 +82,8 @@ pub struct Config {
     pub database_url: String,
     pub jwt_secret: Option<String>,
     pub sync: SyncConfig,
+    pub limits: LimitsConfig,
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Flags that override everything else.
@@ -109,8 +134,44 @@ impl Config {
             .or(file.server.database_url)
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         let jwt_secret = var("SYNC_JWT_SECRET").or(file.server.jwt_secret).filter(|s| !s.is_empty());
-        Ok(Config { bind, database_url, jwt_secret, sync })
+        let cors_allowed_origins = match var("SYNC_CORS_ALLOWED_ORIGINS") {
+            Some(list) => list.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect(),
+            None => file.server.cors_allowed_origins.unwrap_or_default(),
+        };
+        let limits = limits_from_env(file.limits, &var)?;
+        let problems = limits.problems();
+        if !problems.is_empty() {
+            return Err(CliError::Config(format!("invalid configuration: {}", problems.join("; "))));
+        }
+        Ok(Config { bind, database_url, jwt_secret, sync, limits, cors_allowed_origins })
     }
+}
+
+/// Applies `SYNC_RATE_LIMIT_PER_MINUTE`, `SYNC_RATE_LIMIT_BURST` and
+/// `SYNC_MAX_CONCURRENT_PUSHES_PER_TENANT` to `limits`.
+fn limits_from_env(
+    mut limits: LimitsConfig,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<LimitsConfig, CliError> {
+    let number = |name: &str| -> Result<Option<u32>, CliError> {
+        var(name)
+            .map(|v| {
+                v.trim().parse::<u32>().map_err(|_| {
+                    CliError::Config(format!("{name} must be a whole number (got `{v}`)"))
+                })
+            })
+            .transpose()
+    };
+    if let Some(n) = number("SYNC_RATE_LIMIT_PER_MINUTE")? {
+        limits.rate_limit_per_minute = n;
+    }
+    if let Some(n) = number("SYNC_RATE_LIMIT_BURST")? {
+        limits.rate_limit_burst = n;
+    }
+    if let Some(n) = number("SYNC_MAX_CONCURRENT_PUSHES_PER_TENANT")? {
+        limits.max_concurrent_pushes_per_tenant = n;
+    }
+    Ok(limits)
 }
 
 fn one_line(e: &impl std::fmt::Display) -> String {
@@ -166,6 +227,47 @@ mod tests {
         assert_eq!(config.bind.to_string(), DEFAULT_BIND);
         assert_eq!(config.sync, SyncConfig::default());
         assert_eq!(config.jwt_secret, None);
+        assert_eq!(config.limits, LimitsConfig::default());
+        assert_eq!((config.limits.rate_limit_per_minute, config.limits.rate_limit_burst), (600, 120));
+        assert!(config.cors_allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn limits_and_cors_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sync.toml");
+        std::fs::write(
+            &path,
+            "[server]\ncors_allowed_origins = [\"https://a.example\"]\n[limits]\nrate_limit_burst = 10\nmax_concurrent_pushes_per_tenant = 4\ntenants.acme = { per_minute = 60, burst = 5 }\n",
+        )
+        .unwrap();
+        let overrides = Overrides { config_path: Some(&path), ..Overrides::default() };
+        let config = Config::load(&overrides, &[]).unwrap();
+        assert_eq!(config.cors_allowed_origins, ["https://a.example"]);
+        assert_eq!((config.limits.rate_limit_burst, config.limits.max_concurrent_pushes_per_tenant), (10, 4));
+        assert_eq!(config.limits.rate_for("acme"), sync_api::Rate { per_minute: 60, burst: 5 });
+        assert_eq!(config.limits.rate_for("other"), sync_api::Rate { per_minute: 600, burst: 10 });
+
+        let config = Config::load(
+            &overrides,
+            &env(&[
+                ("SYNC_CORS_ALLOWED_ORIGINS", "https://b.example, http://localhost:3000"),
+                ("SYNC_RATE_LIMIT_PER_MINUTE", "1200"),
+                ("SYNC_MAX_CONCURRENT_PUSHES_PER_TENANT", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.cors_allowed_origins, ["https://b.example", "http://localhost:3000"]);
+        assert_eq!(config.limits.rate_limit_per_minute, 1200);
+        assert_eq!(config.limits.max_concurrent_pushes_per_tenant, 0);
+        assert!(matches!(
+            Config::load(&Overrides::default(), &env(&[("SYNC_RATE_LIMIT_BURST", "lots")])),
+            Err(CliError::Config(_))
+        ));
+        assert!(matches!(
+            Config::load(&Overrides::default(), &env(&[("SYNC_RATE_LIMIT_BURST", "0")])),
+            Err(CliError::Config(_))
+        ));
     }
 
     #[test]
@@ -202,6 +304,9 @@ mod tests {
         assert_eq!(file.sync.batch_sizes.poor, 10);
         assert_eq!(file.server.bind.as_deref(), Some("0.0.0.0:8080"));
         assert!(file.sync.problems().is_empty());
+        assert!(file.limits.problems().is_empty());
+        assert_eq!(file.limits.rate_for("acme"), sync_api::Rate { per_minute: 1200, burst: 240 });
+        assert_eq!(file.server.cors_allowed_origins.as_deref(), Some(&["https://app.example.com".to_owned()][..]));
     }
 
     #[test]

@@ -233,7 +233,14 @@ async fn serve(config: Config) -> Result<(), CliError> {
         tracing::info!(applied = applied.len(), "migrations applied");
     }
     let engine = SyncEngine::new(db.clone(), config.sync.clone(), DomainRegistry::builtin());
-    let api = SyncApi::new(engine.clone(), ApiOptions { jwt_secret: config.jwt_secret.clone() });
+    let api = SyncApi::new(
+        engine.clone(),
+        ApiOptions {
+            jwt_secret: config.jwt_secret.clone(),
+            limits: config.limits.clone(),
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
+        },
+    );
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;

@@ -48,6 +48,9 @@ impl ServerProcess {
             .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database", db.url()])
             .env("SYNC_JWT_SECRET", &jwt_secret)
             .env("SYNC_LOG", "warn")
+            // The benchmark measures the engine, not the per-token budget of a phone.
+            .env("SYNC_RATE_LIMIT_PER_MINUTE", "0")
+            .env("SYNC_MAX_CONCURRENT_PUSHES_PER_TENANT", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

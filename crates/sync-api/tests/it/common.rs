@@ -4,7 +4,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{Value, json};
-use sync_api::{ApiOptions, SyncApi};
+use sync_api::{ApiOptions, LimitsConfig, SyncApi};
 use sync_domain::domains::DomainRegistry;
 use sync_domain::store::{self, Role};
 use sync_domain::testing::TestDb;
@@ -49,10 +49,19 @@ impl TestApp {
         TestDb::new(backend).map(|db| Self::on(db, SyncConfig::default()))
     }
 
+    /// Without rate limits: tests that are not about them make requests as fast as they can.
     pub fn on(db: TestDb, config: SyncConfig) -> TestApp {
+        Self::with_options(
+            db,
+            config,
+            ApiOptions { limits: LimitsConfig::unlimited(), ..ApiOptions::default() },
+        )
+    }
+
+    pub fn with_options(db: TestDb, config: SyncConfig, options: ApiOptions) -> TestApp {
         let database = db.database().clone();
         let engine = SyncEngine::new(database.clone(), config, DomainRegistry::builtin());
-        let api = SyncApi::new(engine, ApiOptions { jwt_secret: Some(JWT_SECRET.into()) });
+        let api = SyncApi::new(engine, ApiOptions { jwt_secret: Some(JWT_SECRET.into()), ..options });
         let router = sync_api::router(api.clone());
         TestApp {
             device: token(&database, "acme", "u1", Role::Device),

@@ -120,3 +120,79 @@ proptest! {
         check(serde_json::to_vec(&body).unwrap(), key)?;
     }
 }
+
+mod rate_limit {
+    //! The token bucket's law (PROTOCOL.md section 9): never more than `burst + rate × t`
+    //! requests admitted in any window of length `t`; and it is no stricter than it says.
+
+    use proptest::prelude::*;
+    use sync_api::limits::{Bucket, Rate};
+
+    fn interval_ns(rate: Rate) -> u128 {
+        60_000_000_000 / u128::from(rate.per_minute)
+    }
+
+    proptest! {
+        #[test]
+        fn never_more_than_burst_plus_rate_times_t(
+            per_minute in 1u32..20_000,
+            burst in 1u32..40,
+            gaps in prop::collection::vec(0u64..3_000_000_000, 1..250),
+        ) {
+            let rate = Rate { per_minute, burst };
+            let mut bucket = Bucket::new();
+            let mut now = 0u128;
+            let mut admitted = Vec::new();
+            for gap in gaps {
+                now += u128::from(gap);
+                if bucket.take(rate, now).is_ok() {
+                    admitted.push(now);
+                }
+            }
+            let t = interval_ns(rate);
+            for i in 0..admitted.len() {
+                for j in i..admitted.len() {
+                    let count = (j - i + 1) as u128;
+                    let window = admitted[j] - admitted[i];
+                    prop_assert!(
+                        count <= u128::from(burst) + window / t,
+                        "{count} admitted within {window} ns (burst {burst}, one per {t} ns)"
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn a_full_bucket_admits_the_burst_and_a_refusal_says_when(
+            per_minute in 1u32..20_000,
+            burst in 1u32..40,
+            start in 0u64..1_000_000_000_000,
+        ) {
+            let rate = Rate { per_minute, burst };
+            let mut bucket = Bucket::new();
+            let now = u128::from(start);
+            for _ in 0..burst {
+                prop_assert!(bucket.take(rate, now).is_ok());
+            }
+            let wait = bucket.take(rate, now).unwrap_err();
+            prop_assert!(wait.as_nanos() <= interval_ns(rate));
+            prop_assert!(bucket.take(rate, now + wait.as_nanos()).is_ok(), "admitted once the wait is over");
+        }
+    }
+
+    #[test]
+    fn no_limit_admits_everything() {
+        let mut bucket = Bucket::new();
+        assert!((0..10_000).all(|_| bucket.take(Rate::UNLIMITED, 0).is_ok()));
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_at_least_one() {
+        use std::time::Duration;
+        use sync_api::limits::retry_after_secs;
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1001)), 2);
+        assert_eq!(retry_after_secs(Duration::from_secs(60)), 60);
+    }
+}

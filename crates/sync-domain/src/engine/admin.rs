@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     SyncEngine,
-    health::{SyncRecord, record_sync},
+    health::{SyncRecord, elapsed_ms, record_sync},
     pull::record_envelope,
     push::{effective_policy, record_state},
 };
@@ -154,7 +154,10 @@ impl SyncEngine {
         if self.domains.get(domain).is_none() {
             return Err(Error::NotFound(format!("unknown domain `{domain}`")));
         }
-        let policy = TenantPolicy::new(update.policy, update.auto_resolve, update.notify_on_conflict)
+        // A manual policy never resolves by itself (PROTOCOL.md 4.1): `{"policy": "manual"}`
+        // alone, or with the default `auto_resolve: true`, is stored with `auto_resolve: false`.
+        let auto_resolve = update.auto_resolve && update.policy != Policy::Manual;
+        let policy = TenantPolicy::new(update.policy, auto_resolve, update.notify_on_conflict)
             .map_err(|e| Error::Unprocessable { code: "invalid_policy", message: e.to_string() })?;
         let row = PolicyRow {
             tenant_id: principal.tenant.clone(),
@@ -313,7 +316,7 @@ impl SyncEngine {
                     device_id: &conflict.device_id,
                     kind: SyncEventKind::Resolve,
                     success: true,
-                    started,
+                    duration_ms: elapsed_ms(started),
                     at: now,
                     changes: 1,
                     conflicts: 0,

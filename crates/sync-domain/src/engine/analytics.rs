@@ -19,6 +19,25 @@ use crate::{
     store::{self, AlertRow, DeviceHealthRow, Principal, Role, SnapshotRow, SyncEventKind, SyncEventRow},
 };
 
+/// The shortest snapshot window, in hours.
+pub const MIN_SNAPSHOT_WINDOW_HOURS: i64 = 1;
+/// The longest snapshot window, in hours (a leap year). The one bound the engine, the API and
+/// the command line share.
+pub const MAX_SNAPSHOT_WINDOW_HOURS: i64 = 24 * 366;
+
+/// Refuses a snapshot window outside [`MIN_SNAPSHOT_WINDOW_HOURS`]..=[`MAX_SNAPSHOT_WINDOW_HOURS`].
+pub fn check_snapshot_window(window_hours: i64) -> Result<()> {
+    if (MIN_SNAPSHOT_WINDOW_HOURS..=MAX_SNAPSHOT_WINDOW_HOURS).contains(&window_hours) {
+        return Ok(());
+    }
+    Err(Error::BadRequest {
+        code: "invalid_time_window",
+        message: format!(
+            "time_window_hours must be between {MIN_SNAPSHOT_WINDOW_HOURS} and {MAX_SNAPSHOT_WINDOW_HOURS}"
+        ),
+    })
+}
+
 /// A stored snapshot: the window's numbers with its id and time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotView {
@@ -181,12 +200,7 @@ impl SyncEngine {
 
     /// Computes and stores a snapshot of `tenant`'s last `window_hours`, with its alerts.
     pub async fn create_snapshot(&self, tenant: &str, window_hours: i64) -> Result<SnapshotCreated> {
-        if !(1..=24 * 31).contains(&window_hours) {
-            return Err(Error::BadRequest {
-                code: "invalid_window",
-                message: "time_window_hours must be 1 to 744".into(),
-            });
-        }
+        check_snapshot_window(window_hours)?;
         let engine = self.clone();
         let tenant = tenant.to_owned();
         self.retrying_write(move |conn| engine.snapshot_tx(conn, &tenant, window_hours)).await

@@ -13,8 +13,10 @@ use std::sync::Arc;
 
 pub use admin::{Choice, ConflictView, PolicyUpdate, PolicyView, ResolveRequest, ResolveResponse};
 pub use analytics::{
-    AlertView, ConflictReportRow, Dashboard, DeviceHealthView, PurgeReport, SnapshotCreated, SnapshotView,
+    AlertView, ConflictReportRow, Dashboard, DeviceHealthView, MAX_SNAPSHOT_WINDOW_HOURS,
+    MIN_SNAPSHOT_WINDOW_HOURS, PurgeReport, SnapshotCreated, SnapshotView, check_snapshot_window,
 };
+pub use health::{FailedSync, TIME_PER_ITEM_WEIGHT, WireBytes, next_time_per_item};
 pub use pull::{PullReply, parse_cursor};
 pub use push::{PushReply, check_device_id, check_idempotency_key, request_hash};
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::{
     SyncEngine,
-    health::{SyncRecord, record_sync},
+    health::{FailedSync, SyncRecord, WireBytes, elapsed_ms, record_sync, record_time_per_item},
     push::check_device_id,
 };
 use crate::{
@@ -26,6 +26,8 @@ pub struct PullReply {
     pub body: Vec<u8>,
     /// `Some("gzip")` when `body` is compressed.
     pub content_encoding: Option<&'static str>,
+    /// The JSON body's length before compression.
+    pub json_len: usize,
 }
 
 /// A pull's `remaining` is exact up to this many records, an estimate beyond.
@@ -71,7 +73,9 @@ impl SyncEngine {
         Ok(i64::from(limit.min(self.config.max_pull_limit)))
     }
 
-    /// Everything in the caller's tenant and units after `request.cursor`.
+    /// Everything in the caller's tenant and units after `request.cursor`. With a
+    /// `device_id`, the pull is recorded as a sync of that device, failed or not, and its
+    /// time per item is measured.
     pub async fn pull(
         &self,
         principal: &Principal,
@@ -79,6 +83,29 @@ impl SyncEngine {
         accept_gzip: bool,
     ) -> Result<PullReply> {
         let started = std::time::Instant::now();
+        let device_id = request.device_id.clone();
+        let network = request.network_quality.clone();
+        let result = self.pull_from(principal, request, accept_gzip, started).await;
+        if let (Err(error), Some(device_id)) = (&result, device_id) {
+            let failed = FailedSync {
+                device_id,
+                kind: SyncEventKind::Pull,
+                duration: started.elapsed(),
+                wire: WireBytes::default(),
+                network,
+            };
+            self.note_failure(principal, error, failed).await;
+        }
+        result
+    }
+
+    async fn pull_from(
+        &self,
+        principal: &Principal,
+        request: PullRequest,
+        accept_gzip: bool,
+        started: std::time::Instant,
+    ) -> Result<PullReply> {
         let cursor = parse_cursor(request.cursor.as_deref())?;
         let limit = self.page_size(request.limit, request.network_quality.as_deref())?;
         self.check_domains(request.domains.as_deref())?;
@@ -89,7 +116,7 @@ impl SyncEngine {
         let units = principal.units.clone();
         let domains = request.domains.clone();
         let delta = request.delta;
-        let (response, bytes_full) = self
+        let (response, delta_saved) = self
             .db
             .read_tx(move |conn| {
                 let mark = store::get_purge_mark(conn, &tenant)?;
@@ -118,13 +145,13 @@ impl SyncEngine {
                 } else {
                     Default::default()
                 };
-                let mut bytes_full = 0;
+                // What the deltas saved against sending every record in full.
+                let mut delta_saved = 0;
                 let mut changes = Vec::with_capacity(rows.len());
                 for row in &rows {
                     let mut envelope = record_envelope(row)?;
                     let data = envelope.data.take().unwrap_or(Value::Null);
                     let full_len = delta::serialized_len(&data);
-                    bytes_full += full_len;
                     envelope.data = Some(data);
                     if let Some(held) =
                         held.get(&row.key()).filter(|h| h.version < row.version && !h.deleted && !row.deleted)
@@ -132,7 +159,9 @@ impl SyncEngine {
                         let old: Value = serde_json::from_str(&held.data)?;
                         if let Some(new) = &envelope.data {
                             let patch = delta::diff(&old, new).to_value();
-                            if delta::serialized_len(&patch) < full_len {
+                            let patch_len = delta::serialized_len(&patch);
+                            if patch_len < full_len {
+                                delta_saved += full_len - patch_len;
                                 envelope.data = None;
                                 envelope.base_version = Some(held.version);
                                 envelope.patch = Some(patch);
@@ -143,11 +172,11 @@ impl SyncEngine {
                 }
                 let response =
                     PullResponse { changes, cursor: Cursor(next).to_string(), has_more, remaining };
-                Ok((response, bytes_full))
+                Ok((response, delta_saved))
             })
             .await?;
 
-        let (body, content_encoding) = self.encode(&response, accept_gzip)?;
+        let (body, content_encoding, json_len) = self.encode_measured(&response, accept_gzip)?;
         if let Some(device) = request.device_id.clone() {
             let principal = principal.clone();
             let next = parse_cursor(Some(&response.cursor))?.seq();
@@ -157,7 +186,9 @@ impl SyncEngine {
                 domains.entry(change.domain.clone()).or_default().0 += 1;
             }
             let changes = response.changes.len();
+            // On the wire: the body as sent; raw: before compression and deltas.
             let sent = body.len();
+            let raw = json_len + delta_saved;
             self.retrying_write(move |conn| {
                 let now = OffsetDateTime::now_utc();
                 store::set_device_cursor(
@@ -168,6 +199,8 @@ impl SyncEngine {
                     next,
                     micros::from_datetime(now),
                 )?;
+                let duration_ms = elapsed_ms(started);
+                record_time_per_item(conn, &principal, &device, duration_ms, changes, now)?;
                 record_sync(
                     conn,
                     &SyncRecord {
@@ -175,12 +208,12 @@ impl SyncEngine {
                         device_id: &device,
                         kind: SyncEventKind::Pull,
                         success: true,
-                        started,
+                        duration_ms,
                         at: now,
                         changes,
                         conflicts: 0,
                         manual: 0,
-                        bytes_raw: bytes_full.max(sent),
+                        bytes_raw: raw,
                         bytes_sent: sent,
                         domains: domains.clone(),
                         network: network.as_deref(),
@@ -190,7 +223,7 @@ impl SyncEngine {
             })
             .await?;
         }
-        Ok(PullReply { response, body, content_encoding })
+        Ok(PullReply { response, body, content_encoding, json_len })
     }
 
     /// Serialises a response and compresses it by the configured rules when the caller
@@ -200,9 +233,19 @@ impl SyncEngine {
         response: &T,
         accept_gzip: bool,
     ) -> Result<(Vec<u8>, Option<&'static str>)> {
+        self.encode_measured(response, accept_gzip).map(|(body, encoding, _)| (body, encoding))
+    }
+
+    /// [`SyncEngine::encode`], with the length of the JSON before compression.
+    fn encode_measured<T: serde::Serialize>(
+        &self,
+        response: &T,
+        accept_gzip: bool,
+    ) -> Result<(Vec<u8>, Option<&'static str>, usize)> {
         let json = serde_json::to_vec(response)?;
+        let json_len = json.len();
         if !accept_gzip {
-            return Ok((json, None));
+            return Ok((json, None, json_len));
         }
         let config = CompressionConfig {
             mode: CompressionMode::Adaptive,
@@ -215,7 +258,7 @@ impl SyncEngine {
             .compress_as(json, Encoding::Gzip)
             .map_err(|e| Error::Internal(format!("compressing a response: {e}")))?;
         let encoding = compressed.content_encoding();
-        Ok((compressed.body, encoding))
+        Ok((compressed.body, encoding, json_len))
     }
 }
 

@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 use super::{
     SyncEngine,
     decide::{ChangeContext, ConflictEntry, Current, Decision, NewVersion, decide},
-    health::{SyncRecord, record_sync},
+    health::{FailedSync, SyncRecord, WireBytes, elapsed_ms, record_sync},
 };
 use crate::{
     Error, Result,
@@ -151,6 +151,8 @@ struct PushContext<'a> {
     request: &'a PushRequest,
     server_now: OffsetDateTime,
     network: Option<&'a str>,
+    started: std::time::Instant,
+    wire: WireBytes,
 }
 
 impl SyncEngine {
@@ -158,13 +160,55 @@ impl SyncEngine {
     ///
     /// A repeated key with the same request returns the stored response unchanged; with a
     /// different request it is [`Error::IdempotencyKeyReused`]. Everything a push changes
-    /// is written in one transaction together with its idempotency record.
+    /// is written in one transaction together with its idempotency record. A push that fails
+    /// is recorded as a failed sync of its device, after its transaction rolled back.
+    ///
+    /// Its bytes are counted as the request re-serialised; a transport that read the request
+    /// off the wire gives the real counts to [`SyncEngine::push_from_wire`].
     pub async fn push(
         &self,
         principal: &Principal,
         key: &str,
         request: PushRequest,
         network: Option<&str>,
+    ) -> Result<PushReply> {
+        let len = serde_json::to_vec(&request).map_or(0, |v| v.len() as u64);
+        self.push_from_wire(principal, key, request, network, WireBytes { raw: len, sent: len }).await
+    }
+
+    /// [`SyncEngine::push`] of a request that arrived as `wire` bytes.
+    pub async fn push_from_wire(
+        &self,
+        principal: &Principal,
+        key: &str,
+        request: PushRequest,
+        network: Option<&str>,
+        wire: WireBytes,
+    ) -> Result<PushReply> {
+        let started = std::time::Instant::now();
+        let device_id = request.device_id.clone();
+        let result = self.apply_push(principal, key, request, network, started, wire).await;
+        if let Err(error) = &result {
+            let failed = FailedSync {
+                device_id,
+                kind: store::SyncEventKind::Push,
+                duration: started.elapsed(),
+                wire,
+                network: network.map(str::to_owned),
+            };
+            self.note_failure(principal, error, failed).await;
+        }
+        result
+    }
+
+    async fn apply_push(
+        &self,
+        principal: &Principal,
+        key: &str,
+        request: PushRequest,
+        network: Option<&str>,
+        started: std::time::Instant,
+        wire: WireBytes,
     ) -> Result<PushReply> {
         check_idempotency_key(key)?;
         check_device_id(&request.device_id)?;
@@ -189,6 +233,8 @@ impl SyncEngine {
                 request: &request,
                 server_now: OffsetDateTime::now_utc(),
                 network: network.as_deref(),
+                started,
+                wire,
             };
             push_tx(conn, &ctx)
         })
@@ -197,7 +243,6 @@ impl SyncEngine {
 }
 
 fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<PushReply> {
-    let started = std::time::Instant::now();
     let principal = ctx.principal;
     let tenant = principal.tenant.as_str();
     let request = ctx.request;
@@ -374,7 +419,6 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<PushReply> 
     }
 
     let manual = conflicts.iter().filter(|(_, c)| c.resolution == Resolution::ManualRequired).count();
-    let bytes = serde_json::to_vec(request).map(|v| v.len()).unwrap_or(0);
     record_sync(
         conn,
         &SyncRecord {
@@ -382,13 +426,13 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<PushReply> 
             device_id,
             kind: store::SyncEventKind::Push,
             success: true,
-            started,
+            duration_ms: elapsed_ms(ctx.started),
             at: ctx.server_now,
             changes: request.changes.len(),
             conflicts: conflicts.len(),
             manual,
-            bytes_raw: bytes,
-            bytes_sent: bytes,
+            bytes_raw: usize::try_from(ctx.wire.raw).unwrap_or(usize::MAX),
+            bytes_sent: usize::try_from(ctx.wire.sent).unwrap_or(usize::MAX),
             domains: domain_counts,
             network: ctx.network,
             clock_skew_ms: Some(skew.whole_milliseconds().clamp(i64::MIN.into(), i64::MAX.into()) as i64),

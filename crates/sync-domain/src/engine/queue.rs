@@ -4,11 +4,18 @@
 use sync_model::Priority;
 use time::{Duration, OffsetDateTime};
 
-use super::{SyncEngine, pull::record_envelope, push::check_device_id};
+use std::collections::BTreeMap;
+
+use super::{
+    SyncEngine,
+    health::{FailedSync, SyncRecord, WireBytes, elapsed_ms, record_sync, record_time_per_item},
+    pull::record_envelope,
+    push::check_device_id,
+};
 use crate::{
     Error, Result, micros,
     protocol::{OptimalTime, PartialSyncRequest, PartialSyncResponse, QueueStatus},
-    store::{self, DeviceRow, Principal, PullFilter, Role},
+    store::{self, DeviceRow, Principal, PullFilter, Role, SyncEventKind},
 };
 
 /// Priorities at or above `floor`, most urgent first.
@@ -28,7 +35,9 @@ fn readable_device(principal: &Principal, device: Option<DeviceRow>) -> Result<O
 }
 
 impl SyncEngine {
-    /// How much a device still has to download.
+    /// How much a device still has to download. The estimate uses the device's measured
+    /// time per item (a moving average of its pulls and partial syncs), and
+    /// `default_ms_per_item` (150 ms) only until the device has been measured.
     pub async fn queue_status(&self, principal: &Principal, device_id: &str) -> Result<QueueStatus> {
         check_device_id(device_id)?;
         let principal = principal.clone();
@@ -59,8 +68,71 @@ impl SyncEngine {
             .await
     }
 
-    /// The most urgent records after the device's cursor, without moving the cursor.
+    /// The most urgent records after the device's cursor, without moving the cursor. It is
+    /// recorded as a sync of the device (a failed one when it fails), and measures its time
+    /// per item.
     pub async fn partial_sync(
+        &self,
+        principal: &Principal,
+        request: PartialSyncRequest,
+    ) -> Result<PartialSyncResponse> {
+        let started = std::time::Instant::now();
+        let device_id = request.device_id.clone();
+        let network = request.network_quality.clone();
+        let result = self.partial_from(principal, request).await;
+        match &result {
+            Ok(response) => {
+                let engine = self.clone();
+                let principal = principal.clone();
+                let items = response.synced_items.len();
+                let bytes = serde_json::to_vec(response).map_or(0, |v| v.len());
+                let mut domains: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+                for item in &response.synced_items {
+                    domains.entry(item.domain.clone()).or_default().0 += 1;
+                }
+                let written = engine
+                    .retrying_write(move |conn| {
+                        let now = time::OffsetDateTime::now_utc();
+                        let duration_ms = elapsed_ms(started);
+                        record_time_per_item(conn, &principal, &device_id, duration_ms, items, now)?;
+                        record_sync(
+                            conn,
+                            &SyncRecord {
+                                principal: &principal,
+                                device_id: &device_id,
+                                kind: SyncEventKind::Partial,
+                                success: true,
+                                duration_ms,
+                                at: now,
+                                changes: items,
+                                conflicts: 0,
+                                manual: 0,
+                                bytes_raw: bytes,
+                                bytes_sent: bytes,
+                                domains: domains.clone(),
+                                network: network.as_deref(),
+                                clock_skew_ms: None,
+                            },
+                        )
+                    })
+                    .await;
+                written?;
+            }
+            Err(error) => {
+                let failed = FailedSync {
+                    device_id,
+                    kind: SyncEventKind::Partial,
+                    duration: started.elapsed(),
+                    wire: WireBytes::default(),
+                    network,
+                };
+                self.note_failure(principal, error, failed).await;
+            }
+        }
+        result
+    }
+
+    async fn partial_from(
         &self,
         principal: &Principal,
         request: PartialSyncRequest,

@@ -82,6 +82,36 @@ pub fn set_device_cursor(
     Ok(())
 }
 
+/// Sets a device's measured time per item (ms) and marks it seen, creating the device if
+/// needed (its remembered cursor is kept).
+pub fn set_device_time_per_item(
+    conn: &mut DbConnection,
+    tenant: &str,
+    device: &str,
+    user: &str,
+    avg_ms_per_item: f64,
+    seen_at: i64,
+) -> Result<()> {
+    crate::dispatch!(conn, c => diesel::insert_into(devices::table)
+        .values((
+            devices::tenant_id.eq(tenant),
+            devices::device_id.eq(device),
+            devices::user_id.eq(user),
+            devices::cursor_seq.eq(None::<i64>),
+            devices::last_seen_at.eq(seen_at),
+            devices::avg_ms_per_item.eq(Some(avg_ms_per_item)),
+        ))
+        .on_conflict((devices::tenant_id, devices::device_id))
+        .do_update()
+        .set((
+            devices::user_id.eq(excluded(devices::user_id)),
+            devices::last_seen_at.eq(excluded(devices::last_seen_at)),
+            devices::avg_ms_per_item.eq(excluded(devices::avg_ms_per_item)),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
 /// The lowest remembered cursor among `tenant`'s devices seen at or after `since` (µs), or
 /// `None` if no such device has a cursor: history below it may be purged.
 pub fn oldest_active_cursor(conn: &mut DbConnection, tenant: &str, since: i64) -> Result<Option<i64>> {

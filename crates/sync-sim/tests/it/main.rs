@@ -20,7 +20,15 @@ const JWT_SECRET: &str = "sim-test-secret";
 /// Serves `db` on a free local port, the router passed through `wrap`; returns its URL.
 async fn serve(db: &Database, wrap: impl FnOnce(Router) -> Router) -> String {
     let engine = SyncEngine::new(db.clone(), SyncConfig::default(), DomainRegistry::builtin());
-    let api = SyncApi::new(engine, ApiOptions { jwt_secret: Some(JWT_SECRET.into()) });
+    // The simulations compress a fleet's day into seconds: no per-node rate limits.
+    let api = SyncApi::new(
+        engine,
+        ApiOptions {
+            jwt_secret: Some(JWT_SECRET.into()),
+            limits: sync_api::LimitsConfig::unlimited(),
+            ..ApiOptions::default()
+        },
+    );
     let router = wrap(sync_api::router(api));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -127,14 +127,21 @@ async fn tenant_policy_overrides_the_default(db: Database) {
     let all = engine.policies(&device("acme", "ann")).await.unwrap();
     assert_eq!(all.len(), 6);
     assert_eq!(all.iter().find(|p| p.domain == "journal").unwrap().policy, Policy::ClientWins);
-    // Only an admin may set one; manual with auto_resolve is inconsistent; unknown domains are 404.
-    let update = PolicyUpdate { policy: Policy::Manual, auto_resolve: true, notify_on_conflict: false };
+    // Only an admin may set one; unknown domains are 404; manual with auto_resolve (the
+    // default) is accepted and stored without it (PROTOCOL.md 4.1).
+    let update = PolicyUpdate { policy: Policy::Manual, auto_resolve: true, notify_on_conflict: true };
     assert_eq!(
         engine.set_policy(&device("acme", "ann"), "task", update.clone()).await.unwrap_err().http_status(),
         403
     );
-    assert_eq!(engine.set_policy(&boss, "task", update.clone()).await.unwrap_err().http_status(), 422);
-    assert_eq!(engine.set_policy(&boss, "nope", update).await.unwrap_err().http_status(), 404);
+    assert_eq!(engine.set_policy(&boss, "nope", update.clone()).await.unwrap_err().http_status(), 404);
+    let set = engine.set_policy(&boss, "task", update).await.unwrap();
+    assert_eq!(
+        (set.policy, set.configured_policy, set.auto_resolve, set.notify_on_conflict, set.source.as_str()),
+        (Policy::Manual, Policy::Manual, false, true, "tenant")
+    );
+    let listed = engine.policies(&boss).await.unwrap().into_iter().find(|p| p.domain == "task").unwrap();
+    assert_eq!(listed, set, "the list shows what was stored");
 }
 
 async fn manual_conflicts_wait_for_an_admin(db: Database) {
