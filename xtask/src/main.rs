@@ -117,12 +117,22 @@ fn ci() -> Result<()> {
 }
 
 /// Runs the workspace tests. `backend` selects the persistence backends through
-/// `SYNC_TEST_BACKENDS`, which the sync-domain test harness reads.
+/// `SYNC_TEST_BACKENDS`, which the sync-domain test harness reads. A run that includes
+/// PostgreSQL (`postgres`, `all`, and so `ci`) requires it (`SYNC_REQUIRE_POSTGRES=1`): an
+/// unreachable database fails the tests instead of skipping them.
 fn test(backend: &str) -> Result<()> {
-    if !matches!(backend, "sqlite" | "postgres" | "all") {
-        bail!("unknown backend `{backend}` (expected sqlite, postgres or all)");
+    cargo_env(&["test", "--workspace", "--locked"], &test_env(backend)?)
+}
+
+/// The environment of a test run on `backend`.
+fn test_env(backend: &str) -> Result<Vec<(&'static str, &str)>> {
+    let mut envs = vec![("SYNC_TEST_BACKENDS", backend)];
+    match backend {
+        "sqlite" => {}
+        "postgres" | "all" => envs.push(("SYNC_REQUIRE_POSTGRES", "1")),
+        _ => bail!("unknown backend `{backend}` (expected sqlite, postgres or all)"),
     }
-    cargo_env(&["test", "--workspace", "--locked"], &[("SYNC_TEST_BACKENDS", backend)])
+    Ok(envs)
 }
 
 /// Builds the release server and simulator, then runs `sync-sim <command> <args>` from the
@@ -182,4 +192,21 @@ fn migration_template(args: &[String]) -> Result<()> {
     options.tenant_column = tenant_column;
     print!("{}", sync_migration(&options)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_env;
+
+    #[test]
+    fn postgres_runs_require_postgres() {
+        for backend in ["postgres", "all"] {
+            let envs = test_env(backend).unwrap_or_default();
+            assert!(envs.contains(&("SYNC_REQUIRE_POSTGRES", "1")), "{backend}: {envs:?}");
+            assert!(envs.contains(&("SYNC_TEST_BACKENDS", backend)));
+        }
+        let sqlite = test_env("sqlite").unwrap_or_default();
+        assert_eq!(sqlite, [("SYNC_TEST_BACKENDS", "sqlite")]);
+        assert!(test_env("mysql").is_err());
+    }
 }

@@ -13,6 +13,9 @@
 //! peak_hours_start = 8
 //! ```
 //!
+//! An optional `[jobs]` table sets when `serve` runs the scheduled jobs (`health_check_at`,
+//! `conflict_report_at`, `report_dir`, `every_seconds`; `SYNC_JOBS_<KEY>` in the environment).
+//!
 //! Environment: `SYNC_CONFIG` (the file's path), `SYNC_DATABASE_URL`, `SYNC_BIND`,
 //! `SYNC_JWT_SECRET`, and `SYNC_<FIELD>` for any top-level field of `[sync]`
 //! (`SYNC_MAX_PUSH_CHANGES=100`). Unknown keys in the file are errors; environment variables
@@ -26,6 +29,7 @@ use serde_json::Value;
 use sync_domain::SyncConfig;
 
 use crate::error::CliError;
+use crate::jobs::JobsConfig;
 
 /// The database when nothing else is configured.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://sync.db";
@@ -50,6 +54,8 @@ pub struct ServerSection {
 pub struct FileConfig {
     pub server: ServerSection,
     pub sync: SyncConfig,
+    /// When `serve` runs the scheduled jobs (see `jobs.rs`).
+    pub jobs: JobsConfig,
 }
 
 /// The resolved configuration.
@@ -59,6 +65,7 @@ pub struct Config {
     pub database_url: String,
     pub jwt_secret: Option<String>,
     pub sync: SyncConfig,
+    pub jobs: JobsConfig,
 }
 
 /// Flags that override everything else.
@@ -109,7 +116,8 @@ impl Config {
             .or(file.server.database_url)
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         let jwt_secret = var("SYNC_JWT_SECRET").or(file.server.jwt_secret).filter(|s| !s.is_empty());
-        Ok(Config { bind, database_url, jwt_secret, sync })
+        let jobs = file.jobs.resolve(env)?;
+        Ok(Config { bind, database_url, jwt_secret, sync, jobs })
     }
 }
 
@@ -223,6 +231,20 @@ mod tests {
             Config::load(&Overrides { bind: Some("nowhere"), ..Overrides::default() }, &[]),
             Err(CliError::Config(_))
         ));
+        for (name, value) in [
+            ("SYNC_JOBS_HEALTH_CHECK_AT", "25:00"),
+            ("SYNC_JOBS_CONFLICT_REPORT_AT", "someday 03:00"),
+            ("SYNC_JOBS_EVERY_SECONDS", "0"),
+            ("SYNC_JOBS_EVERY_SECONDS", "soon"),
+        ] {
+            assert!(
+                matches!(
+                    Config::load(&Overrides::default(), &env(&[(name, value)])),
+                    Err(CliError::Config(_))
+                ),
+                "{name}={value}"
+            );
+        }
         // Variables of other tools are not ours to refuse.
         assert!(Config::load(&Overrides::default(), &env(&[("SYNC_TEST_DATABASE_URL", "x")])).is_ok());
     }
