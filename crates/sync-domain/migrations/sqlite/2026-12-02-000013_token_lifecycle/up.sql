@@ -7,5 +7,5 @@ UPDATE api_tokens SET id = lower(hex(randomblob(4))) || '-' || lower(hex(randomb
     || substr(lower(hex(randomblob(2))), 2) || '-' || substr('89ab', 1 + abs(random() % 4), 1)
     || substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6)));
 CREATE UNIQUE INDEX api_tokens_id ON api_tokens (id);
-ALTER TABLE api_tokens ADD COLUMN revoked_at BIGINT;
-ALTER TABLE api_tokens ADD COLUMN last_used_at BIGINT;
+ALTER TABLE api_tokens ADD COLUMN revoked_at INTEGER;
+ALTER TABLE api_tokens ADD COLUMN last_used_at INTEGER;
