@@ -108,7 +108,7 @@ fn ci() -> Result<()> {
     let driver = clippy_driver();
     let lint = [("RUSTC_WORKSPACE_WRAPPER", driver.as_str()), ("CLIPPY_ARGS", "-Dwarnings")];
     cargo_env(&["test", "--workspace", "--all-targets", "--locked", "--no-run"], &lint)?;
-    test_env("all", &lint)?;
+    run_tests("all", &lint)?;
     report_tidy(&tidy::check(&root())?)?;
     let has_deny =
         Command::new("cargo").args(["deny", "--version"]).output().is_ok_and(|o| o.status.success());
@@ -122,18 +122,29 @@ fn ci() -> Result<()> {
 }
 
 /// Runs the workspace tests. `backend` selects the persistence backends through
-/// `SYNC_TEST_BACKENDS`, which the sync-domain test harness reads.
+/// `SYNC_TEST_BACKENDS`, which the sync-domain test harness reads. A run that includes
+/// PostgreSQL (`postgres`, `all`, and so `ci`) requires it (`SYNC_REQUIRE_POSTGRES=1`): an
+/// unreachable database fails the tests instead of skipping them.
 fn test(backend: &str) -> Result<()> {
-    test_env(backend, &[])
+    run_tests(backend, &[])
 }
 
-fn test_env(backend: &str, envs: &[(&str, &str)]) -> Result<()> {
-    if !matches!(backend, "sqlite" | "postgres" | "all") {
-        bail!("unknown backend `{backend}` (expected sqlite, postgres or all)");
-    }
-    let mut envs = envs.to_vec();
-    envs.push(("SYNC_TEST_BACKENDS", backend));
+/// Runs the workspace tests on `backend` with `extra` variables set as well.
+fn run_tests(backend: &str, extra: &[(&str, &str)]) -> Result<()> {
+    let mut envs = test_env(backend)?;
+    envs.extend_from_slice(extra);
     cargo_env(&["test", "--workspace", "--locked"], &envs)
+}
+
+/// The environment of a test run on `backend`.
+fn test_env(backend: &str) -> Result<Vec<(&'static str, &str)>> {
+    let mut envs = vec![("SYNC_TEST_BACKENDS", backend)];
+    match backend {
+        "sqlite" => {}
+        "postgres" | "all" => envs.push(("SYNC_REQUIRE_POSTGRES", "1")),
+        _ => bail!("unknown backend `{backend}` (expected sqlite, postgres or all)"),
+    }
+    Ok(envs)
 }
 
 /// The toolchain's `clippy-driver`, found beside the cargo that runs xtask.
@@ -204,4 +215,21 @@ fn migration_template(args: &[String]) -> Result<()> {
     options.tenant_column = tenant_column;
     print!("{}", sync_migration(&options)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_env;
+
+    #[test]
+    fn postgres_runs_require_postgres() {
+        for backend in ["postgres", "all"] {
+            let envs = test_env(backend).unwrap_or_default();
+            assert!(envs.contains(&("SYNC_REQUIRE_POSTGRES", "1")), "{backend}: {envs:?}");
+            assert!(envs.contains(&("SYNC_TEST_BACKENDS", backend)));
+        }
+        let sqlite = test_env("sqlite").unwrap_or_default();
+        assert_eq!(sqlite, [("SYNC_TEST_BACKENDS", "sqlite")]);
+        assert!(test_env("mysql").is_err());
+    }
 }

@@ -77,7 +77,7 @@ impl Authenticator {
         }
         let token = credential.to_owned();
         let now = sync_domain::micros::now();
-        let principal = self.db.run(move |conn| store::lookup_token(conn, &token, now)).await?;
+        let principal = self.db.run(move |conn| store::authenticate_token(conn, &token, now)).await?;
         principal.ok_or_else(|| ApiError::Unauthorized("invalid, revoked or expired token".into()))
     }
 }

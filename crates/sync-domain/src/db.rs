@@ -2,7 +2,7 @@
 //! transaction entry points (async ones run the blocking diesel work on tokio's blocking pool).
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, Connection, SimpleConnection, TransactionManager};
@@ -10,6 +10,7 @@ use diesel::pg::PgConnection;
 use diesel::r2d2::R2D2Connection;
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use scheduled_thread_pool::ScheduledThreadPool;
 
 use crate::error::{Error, Result};
 
@@ -167,12 +168,90 @@ pub struct Database {
 }
 
 struct Inner {
-    pool: r2d2::Pool<Manager>,
+    /// `Option` only so that `Drop` can drop the pool before quiescing its workers.
+    pool: Option<r2d2::Pool<Manager>>,
+    /// The pool's worker threads (r2d2 opens every connection on them): dropping the last
+    /// handle waits until none of them is inside libpq (see `Drop`).
+    workers: Arc<ScheduledThreadPool>,
+    /// How long `Drop` waits for the workers (a connection attempt in flight is bounded by
+    /// the connection timeout).
+    close_timeout: Duration,
     backend: Backend,
     /// Serialises SQLite writers inside this process, so they queue in FIFO order on a mutex
     /// instead of polling SQLite's busy handler (`BEGIN IMMEDIATE` still protects against
     /// other processes).
     sqlite_writer: Mutex<()>,
+}
+
+/// Worker threads shared by every pool of the process.
+const POOL_WORKERS: usize = 3;
+
+/// The pools' worker threads: one set for the process, never shut down, so that no worker
+/// thread ever exits (and runs libpq's or OpenSSL's thread-exit cleanup) while the process
+/// does. r2d2 would otherwise give each pool three threads of its own that nobody joins.
+fn pool_workers() -> Arc<ScheduledThreadPool> {
+    static WORKERS: OnceLock<Arc<ScheduledThreadPool>> = OnceLock::new();
+    WORKERS
+        .get_or_init(|| {
+            Arc::new(
+                ScheduledThreadPool::builder()
+                    .num_threads(POOL_WORKERS)
+                    .thread_name_pattern("sync-db-{}")
+                    .build(),
+            )
+        })
+        .clone()
+}
+
+impl Drop for Inner {
+    /// Closes the pool and returns only once no worker thread is still using one of its
+    /// connections.
+    ///
+    /// Why (the cause of `sync-server token create` and `conflict-report` ending by SIGSEGV on
+    /// PostgreSQL in about 3 % of runs, after their output): r2d2 opens connections on its
+    /// worker threads, in the background. Whenever a checkout leaves fewer than `min_idle`
+    /// idle connections it starts a new one, so the last checkout of a short command started a
+    /// TLS connection that was still in `PgConnection::establish` when the command finished;
+    /// that worker then held the last reference to the pool and closed every pooled connection
+    /// itself (`PQfinish`). r2d2 never joins its threads, so `main` returned and `exit` ran
+    /// libpq's and OpenSSL's `atexit` cleanup while that thread was inside libpq/OpenSSL.
+    ///
+    /// So the last handle drops the pool (its idle connections close on this thread unless a
+    /// worker still holds it), then parks every worker on a barrier job: a worker reaches it
+    /// only after finishing its current job, including a connection attempt in flight and the
+    /// pool's final drop. When this returns, none of the pool's connections exists and every
+    /// worker is idle. (A pool dropped meanwhile by another thread waits its turn.)
+    fn drop(&mut self) {
+        static CLOSING: Mutex<()> = Mutex::new(());
+        drop(self.pool.take());
+        let _one_at_a_time = CLOSING.lock().unwrap_or_else(PoisonError::into_inner);
+        let arrived = Arc::new((Mutex::new(0_usize), Condvar::new()));
+        let release = Arc::new((Mutex::new(false), Condvar::new()));
+        for _ in 0..POOL_WORKERS {
+            let (arrived, release) = (arrived.clone(), release.clone());
+            self.workers.execute(move || {
+                let (count, cond) = &*arrived;
+                *count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+                cond.notify_all();
+                // Hold this worker until all have arrived, so that each worker takes one job.
+                let (released, cond) = &*release;
+                let released = released.lock().unwrap_or_else(PoisonError::into_inner);
+                let _ = cond.wait_timeout_while(released, Duration::from_secs(60), |released| !*released);
+            });
+        }
+        let (count, cond) = &*arrived;
+        let count = count.lock().unwrap_or_else(PoisonError::into_inner);
+        let (count, timeout) = cond
+            .wait_timeout_while(count, self.close_timeout, |count| *count < POOL_WORKERS)
+            .unwrap_or_else(PoisonError::into_inner);
+        if timeout.timed_out() {
+            tracing::warn!(arrived = *count, "database pool workers still busy after the close timeout");
+        }
+        drop(count);
+        let (released, cond) = &*release;
+        *released.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        cond.notify_all();
+    }
 }
 
 impl fmt::Debug for Database {
@@ -210,7 +289,9 @@ impl Database {
         }
         .max(1);
         let manager = Manager { target, busy_timeout: opts.busy_timeout, search_path: opts.search_path };
+        let workers = pool_workers();
         let mut builder = r2d2::Pool::builder()
+            .thread_pool(workers.clone())
             .max_size(max_size)
             .min_idle(Some(opts.min_idle.min(max_size)))
             .connection_timeout(opts.connection_timeout)
@@ -220,7 +301,16 @@ impl Database {
             builder = builder.idle_timeout(None).max_lifetime(None).min_idle(Some(1));
         }
         let pool = builder.build_unchecked(manager);
-        let db = Database { inner: Arc::new(Inner { pool, backend, sqlite_writer: Mutex::new(()) }) };
+        let close_timeout = opts.connection_timeout + Duration::from_secs(1);
+        let db = Database {
+            inner: Arc::new(Inner {
+                pool: Some(pool),
+                workers,
+                close_timeout,
+                backend,
+                sqlite_writer: Mutex::new(()),
+            }),
+        };
         if opts.check_on_connect {
             db.conn()?;
         }
@@ -234,16 +324,15 @@ impl Database {
 
     /// Pool occupancy.
     pub fn pool_status(&self) -> PoolStatus {
-        let state = self.inner.pool.state();
-        PoolStatus {
-            connections: state.connections,
-            idle: state.idle_connections,
-            max_size: self.inner.pool.max_size(),
-        }
+        let Some(pool) = &self.inner.pool else { return PoolStatus { connections: 0, idle: 0, max_size: 0 } };
+        let state = pool.state();
+        PoolStatus { connections: state.connections, idle: state.idle_connections, max_size: pool.max_size() }
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
-        Ok(self.inner.pool.get()?)
+        // The pool is only taken out by `Drop`, when no handle is left to call this.
+        let pool = self.inner.pool.as_ref().ok_or_else(|| Error::Unavailable("database closed".into()))?;
+        Ok(pool.get()?)
     }
 
     /// Runs the pending embedded migrations of this backend and returns their versions.

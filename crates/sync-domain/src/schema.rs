@@ -42,6 +42,11 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> Nullable<BigInt>,
         revoked -> Bool,
+        /// The token's public id (shown by `token list`, taken by `token revoke ID`).
+        id -> Text,
+        revoked_at -> Nullable<BigInt>,
+        /// Last authenticated request (µs), updated at most once a minute.
+        last_used_at -> Nullable<BigInt>,
     }
 }
 

@@ -21,6 +21,9 @@
 //! tenants.acme = { per_minute = 1200, burst = 240 }
 //! ```
 //!
+//! An optional `[jobs]` table sets when `serve` runs the scheduled jobs (`health_check_at`,
+//! `conflict_report_at`, `report_dir`, `every_seconds`; `SYNC_JOBS_<KEY>` in the environment).
+//!
 //! Environment: `SYNC_CONFIG` (the file's path), `SYNC_DATABASE_URL`, `SYNC_BIND`,
 //! `SYNC_JWT_SECRET`, `SYNC_CORS_ALLOWED_ORIGINS` (comma-separated), `SYNC_RATE_LIMIT_PER_MINUTE`,
 //! `SYNC_RATE_LIMIT_BURST`, `SYNC_MAX_CONCURRENT_PUSHES_PER_TENANT`, and `SYNC_<FIELD>` for any
@@ -36,6 +39,7 @@ use sync_api::LimitsConfig;
 use sync_domain::SyncConfig;
 
 use crate::error::CliError;
+use crate::jobs::JobsConfig;
 
 /// The database when nothing else is configured.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://sync.db";
@@ -73,6 +77,8 @@ pub struct FileConfig {
     pub server: ServerSection,
     pub sync: SyncConfig,
     pub limits: LimitsConfig,
+    /// When `serve` runs the scheduled jobs (see `jobs.rs`).
+    pub jobs: JobsConfig,
 }
 
 /// The resolved configuration.
@@ -84,6 +90,7 @@ pub struct Config {
     pub sync: SyncConfig,
     pub limits: LimitsConfig,
     pub cors_allowed_origins: Vec<String>,
+    pub jobs: JobsConfig,
 }
 
 /// Flags that override everything else.
@@ -135,7 +142,9 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         let jwt_secret = var("SYNC_JWT_SECRET").or(file.server.jwt_secret).filter(|s| !s.is_empty());
         let cors_allowed_origins = match var("SYNC_CORS_ALLOWED_ORIGINS") {
-            Some(list) => list.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect(),
+            Some(list) => {
+                list.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect()
+            }
             None => file.server.cors_allowed_origins.unwrap_or_default(),
         };
         let limits = limits_from_env(file.limits, &var)?;
@@ -143,7 +152,8 @@ impl Config {
         if !problems.is_empty() {
             return Err(CliError::Config(format!("invalid configuration: {}", problems.join("; "))));
         }
-        Ok(Config { bind, database_url, jwt_secret, sync, limits, cors_allowed_origins })
+        let jobs = file.jobs.resolve(env)?;
+        Ok(Config { bind, database_url, jwt_secret, sync, limits, cors_allowed_origins, jobs })
     }
 }
 
@@ -156,9 +166,9 @@ fn limits_from_env(
     let number = |name: &str| -> Result<Option<u32>, CliError> {
         var(name)
             .map(|v| {
-                v.trim().parse::<u32>().map_err(|_| {
-                    CliError::Config(format!("{name} must be a whole number (got `{v}`)"))
-                })
+                v.trim()
+                    .parse::<u32>()
+                    .map_err(|_| CliError::Config(format!("{name} must be a whole number (got `{v}`)")))
             })
             .transpose()
     };
@@ -306,7 +316,10 @@ mod tests {
         assert!(file.sync.problems().is_empty());
         assert!(file.limits.problems().is_empty());
         assert_eq!(file.limits.rate_for("acme"), sync_api::Rate { per_minute: 1200, burst: 240 });
-        assert_eq!(file.server.cors_allowed_origins.as_deref(), Some(&["https://app.example.com".to_owned()][..]));
+        assert_eq!(
+            file.server.cors_allowed_origins.as_deref(),
+            Some(&["https://app.example.com".to_owned()][..])
+        );
     }
 
     #[test]
@@ -328,6 +341,20 @@ mod tests {
             Config::load(&Overrides { bind: Some("nowhere"), ..Overrides::default() }, &[]),
             Err(CliError::Config(_))
         ));
+        for (name, value) in [
+            ("SYNC_JOBS_HEALTH_CHECK_AT", "25:00"),
+            ("SYNC_JOBS_CONFLICT_REPORT_AT", "someday 03:00"),
+            ("SYNC_JOBS_EVERY_SECONDS", "0"),
+            ("SYNC_JOBS_EVERY_SECONDS", "soon"),
+        ] {
+            assert!(
+                matches!(
+                    Config::load(&Overrides::default(), &env(&[(name, value)])),
+                    Err(CliError::Config(_))
+                ),
+                "{name}={value}"
+            );
+        }
         // Variables of other tools are not ours to refuse.
         assert!(Config::load(&Overrides::default(), &env(&[("SYNC_TEST_DATABASE_URL", "x")])).is_ok());
     }

@@ -1,41 +1,183 @@
-//! The scheduled jobs (snapshots, device-health check, purge) and who runs them.
+//! The scheduled jobs (snapshots, device-health check and purge, conflict report), when they
+//! run, and who runs them.
 //!
-//! Every node runs the scheduler, but a job only runs on the node that holds the leader lock,
-//! so each runs once per cluster. On PostgreSQL the lock is a session advisory lock held on a
-//! dedicated connection: it is released when the node stops or its connection drops, and
-//! another node takes over at its next attempt. SQLite has one server per database file, so
-//! the lock is a plain in-process one (a mutex that keeps two job runs from overlapping).
+//! When: aligned to the clock (UTC), each job's first run at its next boundary after start.
+//! The snapshot runs every `analytics_snapshot_interval_hours` on the hour (hourly by default:
+//! at the top of each hour), the device-health check and the purge daily at
+//! `[jobs] health_check_at` ("02:00"), the conflict report weekly at `[jobs]
+//! conflict_report_at` ("mon 03:00"; it covers the last 7 days, is logged one line per tenant
+//! and domain, and is written as JSON to `[jobs] report_dir` when set). `[jobs] every_seconds`
+//! (for tests and demonstrations) runs every job every N seconds instead.
+//!
+//! Who: every node runs the scheduler, but a job only runs on the node that holds the leader
+//! lock, so each runs once per cluster. On PostgreSQL the lock is a session advisory lock (per
+//! schema) held on a dedicated connection: it is released when the node stops or its
+//! connection drops, and another node takes it at its next attempt, within `LEADER_POLL`.
+//! SQLite has one server per database file, so there this node is always the leader.
 
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool};
+use diesel::sql_types::{Bool, Integer};
+use serde::Deserialize;
 use sync_domain::{Database, DbConnection, SyncEngine};
-use tokio::sync::{Mutex, watch};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::sync::watch;
 
-/// The advisory lock key: "syncjobs" in ASCII.
-pub const ADVISORY_LOCK_KEY: i64 = 0x7379_6e63_6a6f_6273;
+use crate::error::CliError;
+
+/// The advisory lock: class "sj" (syncjobs) and the hash of the current schema as the key, so
+/// that deployments in different schemas of one database elect their leaders apart.
+pub const ADVISORY_LOCK_CLASS: i32 = 0x736a;
 /// How often a follower tries to become leader, and a leader checks its connection.
-const LEADER_POLL: Duration = Duration::from_secs(15);
-const DAY: Duration = Duration::from_secs(24 * 3600);
+const LEADER_POLL: Duration = Duration::from_secs(5);
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+const WEEK: i64 = 7 * DAY;
+/// 1970-01-01 was a Thursday: Monday 00:00 UTC is 4 days after the epoch, modulo a week.
+const FIRST_MONDAY: i64 = 4 * DAY;
+/// Days the weekly conflict report covers.
+const REPORT_DAYS: i64 = 7;
+
+/// `[jobs]` of the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Daily device-health check and purge, `HH:MM` UTC.
+    pub health_check_at: String,
+    /// Weekly conflict report, `DAY HH:MM` UTC (`mon` … `sun`).
+    pub conflict_report_at: String,
+    /// Where `serve` writes each weekly conflict report (`conflict-report-<time>.json`);
+    /// `None`: logged only.
+    pub report_dir: Option<PathBuf>,
+    /// Run every job every this many seconds instead (for tests and demonstrations).
+    pub every_seconds: Option<u64>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            health_check_at: "02:00".into(),
+            conflict_report_at: "mon 03:00".into(),
+            report_dir: None,
+            every_seconds: None,
+        }
+    }
+}
+
+impl JobsConfig {
+    /// Applies `SYNC_JOBS_HEALTH_CHECK_AT`, `SYNC_JOBS_CONFLICT_REPORT_AT`,
+    /// `SYNC_JOBS_REPORT_DIR` and `SYNC_JOBS_EVERY_SECONDS`, then checks the result.
+    pub fn resolve(mut self, env: &[(String, String)]) -> Result<JobsConfig, CliError> {
+        for (name, value) in env {
+            match name.as_str() {
+                "SYNC_JOBS_HEALTH_CHECK_AT" => self.health_check_at = value.clone(),
+                "SYNC_JOBS_CONFLICT_REPORT_AT" => self.conflict_report_at = value.clone(),
+                "SYNC_JOBS_REPORT_DIR" => self.report_dir = Some(value.into()).filter(|_| !value.is_empty()),
+                "SYNC_JOBS_EVERY_SECONDS" => {
+                    self.every_seconds = Some(value.trim().parse().map_err(|_| {
+                        CliError::Config(format!(
+                            "SYNC_JOBS_EVERY_SECONDS: `{value}` is not a number of seconds"
+                        ))
+                    })?)
+                }
+                _ => {}
+            }
+        }
+        self.schedule(1)?;
+        Ok(self)
+    }
+
+    /// When each job runs, with snapshots every `snapshot_hours`.
+    pub fn schedule(&self, snapshot_hours: u32) -> Result<Schedule, CliError> {
+        let health_at = time_of_day(&self.health_check_at).ok_or_else(|| {
+            CliError::Config(format!("jobs.health_check_at: expected HH:MM, got `{}`", self.health_check_at))
+        })?;
+        let report_at = day_and_time(&self.conflict_report_at).ok_or_else(|| {
+            CliError::Config(format!(
+                "jobs.conflict_report_at: expected DAY HH:MM (mon … sun), got `{}`",
+                self.conflict_report_at
+            ))
+        })?;
+        if let Some(seconds) = self.every_seconds {
+            let period = i64::try_from(seconds)
+                .ok()
+                .and_then(|s| s.checked_mul(1000))
+                .filter(|p| (1000..=WEEK).contains(p));
+            let period =
+                period.ok_or_else(|| CliError::Config("jobs.every_seconds must be 1 to 604800".into()))?;
+            let every = Every { period, offset: 0 };
+            return Ok(Schedule { snapshot: every, health: every, report: every });
+        }
+        Ok(Schedule {
+            snapshot: Every { period: i64::from(snapshot_hours.max(1)) * HOUR, offset: 0 },
+            health: Every { period: DAY, offset: health_at },
+            report: Every { period: WEEK, offset: FIRST_MONDAY + report_at },
+        })
+    }
+}
+
+/// `HH:MM` as milliseconds after midnight.
+fn time_of_day(text: &str) -> Option<i64> {
+    let (h, m) = text.trim().split_once(':')?;
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    ((0..24).contains(&h) && (0..60).contains(&m) && text.trim().len() == 5).then_some(h * HOUR + m * MINUTE)
+}
+
+/// `DAY HH:MM` as milliseconds after Monday 00:00 (`mon`, `monday`, … `sun`).
+fn day_and_time(text: &str) -> Option<i64> {
+    const DAYS: [&str; 7] = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+    let (day, at) = text.trim().split_once(' ')?;
+    let day = day.to_ascii_lowercase();
+    let index = DAYS.iter().position(|full| day.len() >= 3 && full.starts_with(day.as_str()))?;
+    Some(i64::try_from(index).ok()? * DAY + time_of_day(at.trim())?)
+}
+
+/// A periodic boundary: every `period` ms, at `offset` ms past multiples of `period` since
+/// the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Every {
+    pub period: i64,
+    pub offset: i64,
+}
+
+impl Every {
+    /// The first boundary strictly after `t` (ms since the epoch).
+    pub fn next_after(self, t: i64) -> i64 {
+        let offset = self.offset.rem_euclid(self.period);
+        offset + ((t - offset).div_euclid(self.period) + 1) * self.period
+    }
+}
+
+/// When each job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub snapshot: Every,
+    pub health: Every,
+    pub report: Every,
+}
 
 /// Whether this node may run the jobs now.
 #[derive(Debug, Clone)]
 pub struct Leadership {
     leader: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl Leadership {
     /// Takes part in the election: on PostgreSQL a background thread holds (or keeps trying
     /// to take) the advisory lock; on SQLite this node is always the leader.
     pub fn start(db: &Database) -> Leadership {
-        let leadership =
-            Leadership { leader: Arc::new(AtomicBool::new(false)), stop: Arc::new(AtomicBool::new(false)) };
+        let leadership = Leadership {
+            leader: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: Arc::new(Mutex::new(None)),
+        };
         if db.backend() == sync_domain::Backend::Sqlite {
             leadership.leader.store(true, Ordering::SeqCst);
             return leadership;
@@ -50,8 +192,11 @@ impl Leadership {
                 sleep_unless_stopped(LEADER_POLL, &stop);
             }
         });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the leader-lock thread; scheduled jobs stay off on this node");
+        match spawned {
+            Ok(handle) => *leadership.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the leader-lock thread; scheduled jobs stay off on this node");
+            }
         }
         leadership
     }
@@ -60,9 +205,16 @@ impl Leadership {
         self.leader.load(Ordering::SeqCst)
     }
 
-    /// Releases the lock (the thread unlocks and returns its connection).
+    /// Releases the lock and waits for the thread (blocking): it unlocks, returns its
+    /// connection and drops its database handle before this returns.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        let handle = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the leader-lock thread panicked");
+        }
     }
 }
 
@@ -79,9 +231,10 @@ fn hold_lock(conn: &mut DbConnection, leader: &AtomicBool, stop: &AtomicBool) ->
     loop {
         if stop.load(Ordering::SeqCst) {
             if leader.swap(false, Ordering::SeqCst) {
-                let _ = diesel::sql_query("SELECT pg_advisory_unlock($1) AS locked")
-                    .bind::<BigInt, _>(ADVISORY_LOCK_KEY)
-                    .get_result::<Locked>(pg);
+                let _ =
+                    diesel::sql_query("SELECT pg_advisory_unlock($1, hashtext(current_schema())) AS locked")
+                        .bind::<Integer, _>(ADVISORY_LOCK_CLASS)
+                        .get_result::<Locked>(pg);
             }
             return Ok(());
         }
@@ -89,9 +242,10 @@ fn hold_lock(conn: &mut DbConnection, leader: &AtomicBool, stop: &AtomicBool) ->
             // Still connected (and so still holding the lock)?
             diesel::sql_query("SELECT true AS locked").get_result::<Locked>(pg)?;
         } else {
-            let Locked { locked } = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
-                .bind::<BigInt, _>(ADVISORY_LOCK_KEY)
-                .get_result::<Locked>(pg)?;
+            let Locked { locked } =
+                diesel::sql_query("SELECT pg_try_advisory_lock($1, hashtext(current_schema())) AS locked")
+                    .bind::<Integer, _>(ADVISORY_LOCK_CLASS)
+                    .get_result::<Locked>(pg)?;
             if locked {
                 tracing::info!("this node now runs the scheduled jobs");
             }
@@ -102,7 +256,7 @@ fn hold_lock(conn: &mut DbConnection, leader: &AtomicBool, stop: &AtomicBool) ->
 }
 
 fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
-    let step = Duration::from_millis(200);
+    let step = Duration::from_millis(100);
     let mut slept = Duration::ZERO;
     while slept < total && !stop.load(Ordering::SeqCst) {
         thread::sleep(step);
@@ -132,6 +286,39 @@ pub mod run {
         Ok(created)
     }
 
+    /// The weekly conflict report of the last `REPORT_DAYS` days: one log line per tenant and
+    /// domain and a total, and `conflict-report-<UTC time>.json` (the rows of
+    /// `sync-server conflict-report --format json`, with the period) in `dir` when given.
+    pub async fn conflict_report(engine: &SyncEngine, dir: Option<&std::path::Path>) {
+        let rows = match engine.conflict_report(REPORT_DAYS).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "conflict report failed");
+                return;
+            }
+        };
+        for row in &rows {
+            tracing::info!(tenant = %row.tenant, domain = %row.domain, conflicts = row.conflict_count, "conflict report");
+        }
+        let total: i64 = rows.iter().map(|r| r.conflict_count).sum();
+        tracing::info!(days = REPORT_DAYS, rows = rows.len(), conflicts = total, "weekly conflict report");
+        let Some(dir) = dir else { return };
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+        let generated_at = now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let stamp = generated_at.replace(':', "");
+        let path = dir.join(format!("conflict-report-{stamp}.json"));
+        let body = serde_json::json!({ "generated_at": generated_at, "days": REPORT_DAYS, "rows": rows });
+        let written = serde_json::to_vec_pretty(&body)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, bytes)));
+        match written {
+            Ok(()) => tracing::info!(path = %path.display(), "conflict report written"),
+            Err(e) => tracing::error!(error = %e, path = %path.display(), "cannot write the conflict report"),
+        }
+    }
+
     /// Purges every tenant's history below its oldest active cursor; returns the rows removed.
     pub async fn purge(engine: &SyncEngine) -> sync_domain::Result<usize> {
         let mut removed = 0;
@@ -143,42 +330,84 @@ pub mod run {
     }
 }
 
-/// Runs the jobs on their schedule until `shutdown` turns true: snapshots every
-/// `analytics_snapshot_interval_hours`, the device-health check and the purge daily. The first
-/// run of each is one period after start.
-pub async fn schedule(engine: SyncEngine, leadership: Leadership, mut shutdown: watch::Receiver<bool>) {
-    let hours = u64::from(engine.config().analytics_snapshot_interval_hours.max(1));
-    let snapshot_every = Duration::from_secs(hours * 3600);
-    let mut snapshot = tokio::time::interval_at(Instant::now() + snapshot_every, snapshot_every);
-    let mut daily = tokio::time::interval_at(Instant::now() + DAY, DAY);
-    snapshot.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    daily.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let running = Mutex::new(());
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A job of the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Job {
+    Snapshot,
+    Health,
+    Report,
+}
+
+/// Runs the jobs on `schedule` until `shutdown` turns true, each at its next boundary after
+/// start and then at every boundary (a run that overran skips the boundaries it missed). Only
+/// the leader runs them; the others skip those boundaries.
+pub async fn schedule(
+    engine: SyncEngine,
+    leadership: Leadership,
+    schedule: Schedule,
+    report_dir: Option<PathBuf>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let snapshot_hours = i64::from(engine.config().analytics_snapshot_interval_hours.max(1));
+    let start = now_ms();
+    let mut jobs = [
+        (Job::Snapshot, schedule.snapshot, schedule.snapshot.next_after(start)),
+        (Job::Health, schedule.health, schedule.health.next_after(start)),
+        (Job::Report, schedule.report, schedule.report.next_after(start)),
+    ];
     loop {
+        let soonest = jobs.iter().map(|(_, _, at)| *at).min().unwrap_or(start);
+        let wait = Duration::from_millis(u64::try_from(soonest - now_ms()).unwrap_or(0));
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = snapshot.tick() => {
-                if !leadership.is_leader() { continue; }
-                let _guard = running.lock().await;
-                match run::snapshots(&engine, None, i64::try_from(hours).unwrap_or(1)).await {
+            () = tokio::time::sleep(wait) => {}
+        }
+        let now = now_ms();
+        for (job, every, at) in &mut jobs {
+            if *at > now {
+                continue;
+            }
+            *at = every.next_after(now.max(*at));
+            if !leadership.is_leader() {
+                continue;
+            }
+            match job {
+                Job::Snapshot => match run::snapshots(&engine, None, snapshot_hours).await {
                     Ok(created) => tracing::info!(snapshots = created.len(), "scheduled snapshots created"),
                     Err(e) => tracing::error!(error = %e, "scheduled snapshot failed"),
+                },
+                Job::Health => {
+                    match engine.check_device_health(engine.config().device_health_threshold).await {
+                        Ok(unhealthy) if unhealthy.is_empty() => {
+                            tracing::info!("device health check: all healthy")
+                        }
+                        Ok(unhealthy) => {
+                            for (tenant, device) in &unhealthy {
+                                tracing::warn!(tenant = %tenant, device = %device.device_id, score = device.health_score, "unhealthy device");
+                            }
+                            tracing::warn!(
+                                devices = unhealthy.len(),
+                                "device health check: unhealthy devices"
+                            );
+                        }
+                        Err(e) => tracing::error!(error = %e, "device health check failed"),
+                    }
+                    match run::purge(&engine).await {
+                        Ok(removed) => tracing::info!(removed, "purge done"),
+                        Err(e) => tracing::error!(error = %e, "purge failed"),
+                    }
                 }
-            }
-            _ = daily.tick() => {
-                if !leadership.is_leader() { continue; }
-                let _guard = running.lock().await;
-                match engine.check_device_health(engine.config().device_health_threshold).await {
-                    Ok(unhealthy) if unhealthy.is_empty() => tracing::info!("device health check: all healthy"),
-                    Ok(unhealthy) => tracing::warn!(devices = unhealthy.len(), "device health check: unhealthy devices"),
-                    Err(e) => tracing::error!(error = %e, "device health check failed"),
-                }
-                match run::purge(&engine).await {
-                    Ok(removed) => tracing::info!(removed, "purge done"),
-                    Err(e) => tracing::error!(error = %e, "purge failed"),
-                }
+                Job::Report => run::conflict_report(&engine, report_dir.as_deref()).await,
             }
         }
     }
-    leadership.stop();
+    let stopping = leadership.clone();
+    let _ = tokio::task::spawn_blocking(move || stopping.stop()).await;
 }

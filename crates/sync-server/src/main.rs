@@ -1,4 +1,4 @@
-//! The syncforge server: `serve`, `migrate`, `token create` and the scheduled jobs.
+//! The syncforge server: `serve`, `migrate`, `token create|list|revoke` and the scheduled jobs.
 //!
 //! The command line is fixed by PROTOCOL.md section 10. Exit status: 0 on success, 2 on bad
 //! arguments or configuration (one line on stderr), 1 on any other failure.
@@ -7,6 +7,7 @@
 mod config;
 mod error;
 mod jobs;
+mod tokens;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -57,8 +58,8 @@ enum Command {
         /// A tenant id, or `all`.
         #[arg(long, default_value = "all")]
         tenant: String,
-        /// Hours back from now.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=8784))]
+        /// Hours back from now (1 to the engine's bound, 744).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=MAX_SNAPSHOT_WINDOW_HOURS))]
         window_hours: i64,
     },
     /// List devices whose health score is below the threshold.
@@ -76,6 +77,10 @@ enum Command {
     },
 }
 
+/// The longest snapshot window the engine accepts (`SyncEngine::create_snapshot`: 1 to 744
+/// hours, 31 days), so that the command line refuses what the engine would (exit 2, not 1).
+const MAX_SNAPSHOT_WINDOW_HOURS: i64 = 24 * 31;
+
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Create a token (and the tenant and user if needed); prints only the token.
@@ -89,7 +94,33 @@ enum TokenCommand {
         /// Business units the token is limited to (comma-separated); none: every unit.
         #[arg(long, value_delimiter = ',')]
         units: Option<Vec<String>>,
+        /// Lifetime, like 90s, 15m, 12h or 30d [default: no expiry]
+        #[arg(long, value_name = "DURATION", value_parser = tokens::parse_duration)]
+        expires_in: Option<i64>,
     },
+    /// List a tenant's tokens (ids, never the tokens).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+    },
+    /// Revoke one token by id, or every token of a user.
+    Revoke {
+        /// The token's id (from `token list`).
+        #[arg(required_unless_present = "user", conflicts_with_all = ["tenant", "user"])]
+        id: Option<String>,
+        #[arg(long, requires = "user")]
+        tenant: Option<String>,
+        #[arg(long, requires = "tenant")]
+        user: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ListFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,8 +137,18 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    // clap prints usage errors itself and exits with 2.
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("sync-server: {}", usage_error_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -119,6 +160,21 @@ fn main() -> ExitCode {
             e.exit_code()
         }
     }
+}
+
+/// A usage error on one line: clap's message and its hints, without the usage block.
+fn usage_error_line(e: &clap::Error) -> String {
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "a subcommand is required (see --help)".to_owned();
+    }
+    let rendered = e.render().to_string();
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(|l| l.strip_prefix("error: ").unwrap_or(l))
+        .collect();
+    parts.join(" ")
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -135,62 +191,112 @@ fn run(cli: Cli) -> Result<(), CliError> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        match cli.command {
-            Command::Serve { .. } => serve(config).await,
-            Command::Migrate => {
-                let db = connect(&config).await?;
-                let applied = migrate(&db).await?;
-                tracing::info!(applied = applied.len(), "migrations done");
-                Ok(())
-            }
-            Command::Token { command: TokenCommand::Create { tenant, user, role, units } } => {
-                let db = connect(&config).await?;
-                migrate(&db).await?;
-                let role = match role {
-                    RoleArg::Device => Role::Device,
-                    RoleArg::Admin => Role::Admin,
-                };
-                let units: Option<Vec<String>> = units
-                    .map(|u| u.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
-                let token = db
-                    .write_tx(move |conn| {
-                        let now = sync_domain::micros::now();
-                        store::create_token(conn, &tenant, &user, role, units.as_deref(), None, now)
-                    })
-                    .await?;
-                println!("{token}");
-                Ok(())
-            }
-            Command::Snapshot { tenant, window_hours } => {
-                let engine = engine(&config).await?;
-                let tenant = (tenant != "all").then_some(tenant);
-                for (tenant, id) in jobs::run::snapshots(&engine, tenant.as_deref(), window_hours).await? {
-                    println!("{tenant}\t{id}");
-                }
-                Ok(())
-            }
-            Command::CheckDeviceHealth { threshold } => {
-                let engine = engine(&config).await?;
-                let threshold = threshold.unwrap_or(engine.config().device_health_threshold);
-                if !(0.0..=100.0).contains(&threshold) {
-                    return Err(CliError::Config("--threshold must be between 0 and 100".into()));
-                }
-                let unhealthy = engine.check_device_health(threshold).await?;
-                for (tenant, device) in &unhealthy {
-                    println!("{tenant}\t{}\t{:.1}", device.device_id, device.health_score);
-                }
-                eprintln!("{} device(s) below {threshold}", unhealthy.len());
-                Ok(())
-            }
-            Command::ConflictReport { days, format } => {
-                let engine = engine(&config).await?;
-                let rows = engine.conflict_report(days).await?;
-                print_report(&rows, format)?;
-                Ok(())
-            }
+    let result = runtime.block_on(command(cli.command, config));
+    // No database connection may outlive `main`: a thread still inside libpq or OpenSSL while
+    // `exit` runs their `atexit` cleanup crashes the process (SIGSEGV after the output; see
+    // `Drop for Inner` in sync-domain's db.rs for the whole story). Every `Database` handle
+    // lives in `command`'s future or in a task of this runtime; dropping the runtime drops
+    // the tasks and waits for its blocking threads, and the last handle's drop closes the
+    // pool and waits for the pool's workers.
+    drop(runtime);
+    result
+}
+
+async fn command(command: Command, config: Config) -> Result<(), CliError> {
+    match command {
+        Command::Serve { .. } => serve(config).await,
+        Command::Migrate => {
+            let db = connect(&config).await?;
+            let applied = migrate(&db).await?;
+            tracing::info!(applied = applied.len(), "migrations done");
+            Ok(())
         }
-    })
+        Command::Token { command: TokenCommand::Create { tenant, user, role, units, expires_in } } => {
+            let db = connect(&config).await?;
+            migrate(&db).await?;
+            let role = match role {
+                RoleArg::Device => Role::Device,
+                RoleArg::Admin => Role::Admin,
+            };
+            let units: Option<Vec<String>> =
+                units.map(|u| u.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+            let token = db
+                .write_tx(move |conn| {
+                    let now = sync_domain::micros::now();
+                    let expires_at = expires_in.map(|lifetime| now.saturating_add(lifetime));
+                    store::create_token(conn, &tenant, &user, role, units.as_deref(), expires_at, now)
+                })
+                .await?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::List { tenant, format } } => {
+            let db = connect(&config).await?;
+            migrate(&db).await?;
+            let rows = db.run(move |conn| store::list_tokens(conn, &tenant)).await?;
+            let text = match format {
+                ListFormat::Text => tokens::text(&rows, sync_domain::micros::now()),
+                ListFormat::Json => tokens::json(&rows)?,
+            };
+            print!("{text}");
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::Revoke { id, tenant, user } } => {
+            let db = connect(&config).await?;
+            migrate(&db).await?;
+            let now = sync_domain::micros::now();
+            match (id, tenant, user) {
+                (Some(id), _, _) => {
+                    let (revoked, known) = db
+                        .write_tx(move |conn| {
+                            let revoked = store::revoke_token_id(conn, &id, now)?;
+                            let known = revoked || store::token_by_id(conn, &id)?.is_some();
+                            Ok((revoked, known))
+                        })
+                        .await?;
+                    if !known {
+                        return Err(CliError::Other(anyhow::anyhow!("no token with that id")));
+                    }
+                    println!("{}", if revoked { "revoked" } else { "already revoked" });
+                }
+                (None, Some(tenant), Some(user)) => {
+                    let revoked =
+                        db.write_tx(move |conn| store::revoke_user_tokens(conn, &tenant, &user, now)).await?;
+                    println!("revoked {revoked} token(s)");
+                }
+                // clap requires an id or both --tenant and --user.
+                _ => return Err(CliError::Config("token revoke takes ID or --tenant T --user U".into())),
+            }
+            Ok(())
+        }
+        Command::Snapshot { tenant, window_hours } => {
+            let engine = engine(&config).await?;
+            let tenant = (tenant != "all").then_some(tenant);
+            for (tenant, id) in jobs::run::snapshots(&engine, tenant.as_deref(), window_hours).await? {
+                println!("{tenant}\t{id}");
+            }
+            Ok(())
+        }
+        Command::CheckDeviceHealth { threshold } => {
+            let engine = engine(&config).await?;
+            let threshold = threshold.unwrap_or(engine.config().device_health_threshold);
+            if !(0.0..=100.0).contains(&threshold) {
+                return Err(CliError::Config("--threshold must be between 0 and 100".into()));
+            }
+            let unhealthy = engine.check_device_health(threshold).await?;
+            for (tenant, device) in &unhealthy {
+                println!("{tenant}\t{}\t{:.1}", device.device_id, device.health_score);
+            }
+            eprintln!("{} device(s) below {threshold}", unhealthy.len());
+            Ok(())
+        }
+        Command::ConflictReport { days, format } => {
+            let engine = engine(&config).await?;
+            let rows = engine.conflict_report(days).await?;
+            print_report(&rows, format)?;
+            Ok(())
+        }
+    }
 }
 
 fn init_tracing() {
@@ -247,16 +353,23 @@ async fn serve(config: Config) -> Result<(), CliError> {
     let address = listener.local_addr().context("reading the listen address")?;
 
     let (stop_jobs, jobs_stopped) = watch::channel(false);
+    let schedule = config.jobs.schedule(config.sync.analytics_snapshot_interval_hours)?;
     let leadership = jobs::Leadership::start(&db);
-    let scheduler = tokio::spawn(jobs::schedule(engine, leadership, jobs_stopped));
+    let scheduler = tokio::spawn(jobs::schedule(
+        engine,
+        leadership,
+        schedule,
+        config.jobs.report_dir.clone(),
+        jobs_stopped,
+    ));
 
     tracing::info!(backend = %db.backend(), "listening on http://{address}");
-    axum::serve(listener, sync_api::router(api))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    let served = axum::serve(listener, sync_api::router(api)).with_graceful_shutdown(shutdown_signal()).await;
+    // Stop the scheduler (and join its leader-lock thread, which holds a connection) whether
+    // or not serving failed.
     let _ = stop_jobs.send(true);
     let _ = scheduler.await;
+    served.context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
 }

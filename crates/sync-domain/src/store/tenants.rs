@@ -111,10 +111,52 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// How stale `last_used_at` may get: a token's use is written at most once per this many
+/// microseconds (one minute), so that authentication is not a write per request.
+pub const LAST_USED_RESOLUTION_MICROS: i64 = 60_000_000;
+
+/// A token as `token list` shows it: everything but the token (which is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = api_tokens)]
+pub struct TokenRow {
+    /// The token's public id (a UUID), for listing and revoking.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// The user it stands for.
+    pub user_id: String,
+    /// Its role.
+    pub role: Role,
+    /// JSON array of business units, or `None` for all units.
+    pub units: Option<String>,
+    /// Creation time (µs).
+    pub created_at: i64,
+    /// Expiry (µs), `None`: never.
+    pub expires_at: Option<i64>,
+    /// Last authenticated use (µs, at most a minute stale), `None`: never used.
+    pub last_used_at: Option<i64>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// When it was revoked (µs; `None` for tokens revoked before this was recorded).
+    pub revoked_at: Option<i64>,
+}
+
+impl TokenRow {
+    /// `units` parsed.
+    pub fn units_list(&self) -> Result<Option<Vec<String>>> {
+        parse_units(self.units.as_deref())
+    }
+
+    /// Whether the token authenticates at `now`.
+    pub fn is_active(&self, now: i64) -> bool {
+        !self.revoked && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
 /// Creates a token for `user` of `tenant` with `role` and `units` (`None`: all units),
 /// creating the tenant and the user if needed (an existing user takes the given role and
 /// units), and returns the plaintext, the only time it exists: `sf_` + 64 hex digits
-/// (32 random bytes from the operating system's CSPRNG).
+/// (32 random bytes from the operating system's CSPRNG). `expires_at` (µs) `None`: never.
 pub fn create_token(
     conn: &mut DbConnection,
     tenant: &str,
@@ -139,6 +181,7 @@ pub fn create_token(
     diesel::insert_into(api_tokens::table)
         .values((
             api_tokens::token_hash.eq(hash_token(&token)),
+            api_tokens::id.eq(uuid::Uuid::new_v4().to_string()),
             api_tokens::tenant_id.eq(tenant),
             api_tokens::user_id.eq(user),
             api_tokens::role.eq(role),
@@ -151,29 +194,99 @@ pub fn create_token(
     Ok(token)
 }
 
-/// The principal of a token, if it is known, not revoked and not expired at `now`.
+/// The principal of a token, if it is known, not revoked and not expired at `now`. A pure
+/// read; authentication uses [`authenticate_token`], which also records the use.
 pub fn lookup_token(conn: &mut DbConnection, token: &str, now: i64) -> Result<Option<Principal>> {
+    Ok(active_token(conn, token, now)?.map(|(principal, _)| principal))
+}
+
+/// Authentication's one look-up: the principal of a token that is known, not revoked and not
+/// expired at `now`, recording `now` as its last use when the recorded one is older than
+/// [`LAST_USED_RESOLUTION_MICROS`] (so at most one write per token per minute; the update is
+/// conditional, so several nodes do not write the same minute twice).
+pub fn authenticate_token(conn: &mut DbConnection, token: &str, now: i64) -> Result<Option<Principal>> {
+    let Some((principal, last_used_at)) = active_token(conn, token, now)? else { return Ok(None) };
+    let stale_before = now.saturating_sub(LAST_USED_RESOLUTION_MICROS);
+    if last_used_at.is_none_or(|at| at <= stale_before) {
+        diesel::update(
+            api_tokens::table
+                .filter(api_tokens::token_hash.eq(hash_token(token)))
+                .filter(api_tokens::last_used_at.is_null().or(api_tokens::last_used_at.le(stale_before))),
+        )
+        .set(api_tokens::last_used_at.eq(now))
+        .execute(conn)?;
+    }
+    Ok(Some(principal))
+}
+
+fn active_token(conn: &mut DbConnection, token: &str, now: i64) -> Result<Option<(Principal, Option<i64>)>> {
     let row = api_tokens::table
         .filter(api_tokens::token_hash.eq(hash_token(token)))
         .filter(api_tokens::revoked.eq(false))
         .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(now)))
-        .select((api_tokens::tenant_id, api_tokens::user_id, api_tokens::role, api_tokens::units))
-        .first::<(String, String, Role, Option<String>)>(conn)
+        .select((
+            api_tokens::tenant_id,
+            api_tokens::user_id,
+            api_tokens::role,
+            api_tokens::units,
+            api_tokens::last_used_at,
+        ))
+        .first::<(String, String, Role, Option<String>, Option<i64>)>(conn)
         .optional()?;
-    row.map(|(tenant, user, role, units)| {
-        Ok(Principal { tenant, user, role, units: parse_units(units.as_deref())? })
+    row.map(|(tenant, user, role, units, last_used_at)| {
+        Ok((Principal { tenant, user, role, units: parse_units(units.as_deref())? }, last_used_at))
     })
     .transpose()
 }
 
-/// Revokes a token; returns whether it existed and was active.
-pub fn revoke_token(conn: &mut DbConnection, token: &str) -> Result<bool> {
+/// Every token of `tenant` (active, expired and revoked), oldest first.
+pub fn list_tokens(conn: &mut DbConnection, tenant: &str) -> Result<Vec<TokenRow>> {
+    Ok(api_tokens::table
+        .filter(api_tokens::tenant_id.eq(tenant))
+        .order((api_tokens::created_at.asc(), api_tokens::id.asc()))
+        .select(TokenRow::as_select())
+        .load(conn)?)
+}
+
+/// A token by its id.
+pub fn token_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<TokenRow>> {
+    Ok(api_tokens::table
+        .filter(api_tokens::id.eq(id))
+        .select(TokenRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Revokes a token by its plaintext; returns whether it existed and was not yet revoked.
+pub fn revoke_token(conn: &mut DbConnection, token: &str, now: i64) -> Result<bool> {
     let n = diesel::update(
         api_tokens::table
             .filter(api_tokens::token_hash.eq(hash_token(token)))
             .filter(api_tokens::revoked.eq(false)),
     )
-    .set(api_tokens::revoked.eq(true))
+    .set((api_tokens::revoked.eq(true), api_tokens::revoked_at.eq(now)))
     .execute(conn)?;
     Ok(n > 0)
+}
+
+/// Revokes a token by its id (see [`TokenRow::id`]); returns whether it existed and was not
+/// yet revoked.
+pub fn revoke_token_id(conn: &mut DbConnection, id: &str, now: i64) -> Result<bool> {
+    let n =
+        diesel::update(api_tokens::table.filter(api_tokens::id.eq(id)).filter(api_tokens::revoked.eq(false)))
+            .set((api_tokens::revoked.eq(true), api_tokens::revoked_at.eq(now)))
+            .execute(conn)?;
+    Ok(n > 0)
+}
+
+/// Revokes every token of `user` of `tenant` not yet revoked; returns how many.
+pub fn revoke_user_tokens(conn: &mut DbConnection, tenant: &str, user: &str, now: i64) -> Result<usize> {
+    Ok(diesel::update(
+        api_tokens::table
+            .filter(api_tokens::tenant_id.eq(tenant))
+            .filter(api_tokens::user_id.eq(user))
+            .filter(api_tokens::revoked.eq(false)),
+    )
+    .set((api_tokens::revoked.eq(true), api_tokens::revoked_at.eq(now)))
+    .execute(conn)?)
 }

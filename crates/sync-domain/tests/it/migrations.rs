@@ -55,6 +55,9 @@ fn schema_matches(db: &Database) {
             i64,
             Option<i64>,
             bool,
+            String,
+            Option<i64>,
+            Option<i64>,
         )>(c)?;
         devices::table.select(DeviceRow::as_select()).limit(0).load(c)?;
         records::table.select(RecordRow::as_select()).limit(0).load(c)?;
@@ -81,14 +84,14 @@ async fn round_trip(db: Database) {
     assert!(ready.migrations_current, "{ready:?}");
 
     let reverted = db.revert_all_migrations().unwrap();
-    assert_eq!(reverted.len(), 4);
+    assert_eq!(reverted.len(), 5);
     assert!(tables(&db).is_empty(), "left after down: {:?}", tables(&db));
     let ready = db.ping().await.unwrap();
     assert!(!ready.migrations_current);
-    assert_eq!(ready.pending.len(), 4);
+    assert_eq!(ready.pending.len(), 5);
 
     let applied = db.migrate().unwrap();
-    assert_eq!(applied.len(), 4);
+    assert_eq!(applied.len(), 5);
     assert_eq!(tables(&db), expected);
     schema_matches(&db);
     assert!(db.ping().await.unwrap().migrations_current);

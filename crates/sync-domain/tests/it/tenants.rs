@@ -51,9 +51,9 @@ async fn tokens_round_trip(db: Database) {
     assert!(!hashed.contains(&device));
 
     let token = device.clone();
-    assert!(db.write_tx(move |c| store::revoke_token(c, &token)).await.unwrap());
+    assert!(db.write_tx(move |c| store::revoke_token(c, &token, 25)).await.unwrap());
     assert_eq!(lookup(device.clone(), 20).await, None, "revoked");
-    assert!(!db.write_tx(move |c| store::revoke_token(c, &device)).await.unwrap());
+    assert!(!db.write_tx(move |c| store::revoke_token(c, &device, 26)).await.unwrap());
 
     // Tenant and users were created.
     assert_eq!(db.run(store::tenant_ids).await.unwrap(), ["acme"]);
@@ -81,7 +81,72 @@ async fn tenants_are_listed_once(db: Database) {
     assert_eq!(db.run(store::tenant_ids).await.unwrap(), ["a", "b"]);
 }
 
-sync_domain::backend_tests!(tokens_round_trip, tenants_are_listed_once);
+const MINUTE: i64 = store::LAST_USED_RESOLUTION_MICROS;
+
+async fn token_lifecycle(db: Database) {
+    let (a, b, c) = db
+        .write_tx(|c| {
+            Ok((
+                store::create_token(c, "acme", "alice", Role::Device, None, None, 100)?,
+                store::create_token(c, "acme", "alice", Role::Device, None, Some(10 * MINUTE), 200)?,
+                store::create_token(c, "acme", "bob", Role::Admin, None, None, 300)?,
+            ))
+        })
+        .await
+        .unwrap();
+    db.write_tx(|c| store::create_token(c, "other", "alice", Role::Device, None, None, 400)).await.unwrap();
+    let list = |db: &Database| {
+        let db = db.clone();
+        async move { db.run(|c| store::list_tokens(c, "acme")).await.unwrap() }
+    };
+    let tokens = list(&db).await;
+    assert_eq!(tokens.len(), 3, "only the tenant's tokens");
+    assert_eq!(tokens.iter().map(|t| t.created_at).collect::<Vec<_>>(), [100, 200, 300]);
+    assert_eq!(tokens[1].expires_at, Some(10 * MINUTE));
+    assert!(tokens.iter().all(|t| t.last_used_at.is_none() && !t.revoked && t.revoked_at.is_none()));
+    let ids: std::collections::BTreeSet<&str> = tokens.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "ids are unique");
+    for t in &tokens {
+        for secret in [&a, &b, &c] {
+            assert!(!t.id.contains(&secret[3..]) && !secret.contains(&t.id));
+        }
+    }
+
+    // Authentication records the use, at most once a minute.
+    let auth = |token: &str, now: i64| {
+        let (db, token) = (db.clone(), token.to_owned());
+        async move { db.run(move |c| store::authenticate_token(c, &token, now)).await.unwrap() }
+    };
+    assert_eq!(auth(&a, MINUTE).await.unwrap().user, "alice");
+    assert_eq!(list(&db).await[0].last_used_at, Some(MINUTE));
+    auth(&a, MINUTE + MINUTE / 2).await.unwrap();
+    assert_eq!(list(&db).await[0].last_used_at, Some(MINUTE), "not written again within a minute");
+    auth(&a, 2 * MINUTE + 1).await.unwrap();
+    assert_eq!(list(&db).await[0].last_used_at, Some(2 * MINUTE + 1));
+    // Expired: refused, and its last use is not touched.
+    assert!(auth(&b, 10 * MINUTE).await.is_none());
+    assert_eq!(list(&db).await[1].last_used_at, None);
+    assert!(auth(&b, 10 * MINUTE - 1).await.is_some());
+
+    // Revoke by id, then every token of a user.
+    let id = tokens[2].id.clone();
+    assert!(db.write_tx(move |c| store::revoke_token_id(c, &id, 500)).await.unwrap());
+    let id = tokens[2].id.clone();
+    assert!(!db.write_tx(move |c| store::revoke_token_id(c, &id, 501)).await.unwrap(), "already revoked");
+    assert!(!db.write_tx(|c| store::revoke_token_id(c, "no-such-id", 501)).await.unwrap());
+    assert!(auth(&c, 3 * MINUTE).await.is_none());
+    assert_eq!(db.write_tx(|c| store::revoke_user_tokens(c, "acme", "alice", 600)).await.unwrap(), 2);
+    assert_eq!(db.write_tx(|c| store::revoke_user_tokens(c, "acme", "alice", 601)).await.unwrap(), 0);
+    assert!(auth(&a, 3 * MINUTE).await.is_none());
+    let tokens = list(&db).await;
+    assert_eq!(tokens.iter().map(|t| t.revoked_at).collect::<Vec<_>>(), [Some(600), Some(600), Some(500)]);
+    assert!(tokens.iter().all(|t| t.revoked && !t.is_active(0)));
+    // The other tenant's alice keeps her token.
+    let others = db.run(|c| store::list_tokens(c, "other")).await.unwrap();
+    assert!(others[0].is_active(1_000) && !others[0].revoked);
+}
+
+sync_domain::backend_tests!(tokens_round_trip, tenants_are_listed_once, token_lifecycle);
 
 #[test]
 fn roles_parse_and_print() {

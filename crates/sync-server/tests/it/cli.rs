@@ -19,17 +19,45 @@ fn bad_arguments_and_configuration_exit_2() {
         &["token", "create", "--tenant", "t", "--user", "u", "--role", "root"],
         &["conflict-report", "--format", "xml"],
         &["snapshot", "--window-hours", "0"],
+        // Beyond the engine's bound (744 h): refused as a bad argument, not a failure.
+        &["snapshot", "--window-hours", "745"],
+        &["snapshot", "--window-hours", "8784"],
+        &["conflict-report", "--days", "0"],
+        &["check-device-health", "--threshold", "101"],
+        &["check-device-health", "--threshold", "NaN"],
+        &["check-device-health", "--threshold", "lots"],
+        &["token", "create", "--tenant", "", "--user", "u", "--role", "device"],
+        &["token", "create", "--tenant", "t", "--user", "u", "--role", "device", "--expires-in", "0s"],
+        &["token", "create", "--tenant", "t", "--user", "u", "--role", "device", "--expires-in", "5y"],
+        &["token", "create", "--tenant", "t", "--user", "u", "--role", "device", "--expires-in", "99999d"],
+        &["token", "list"],
+        &["token", "list", "--tenant", "t", "--format", "csv"],
+        &["token", "revoke"],
+        &["token", "revoke", "--tenant", "t"],
+        &["token", "revoke", "some-id", "--tenant", "t", "--user", "u"],
+        &["no-such-command"],
+        &[],
+        &["token"],
         &["migrate", "--database", "mysql://localhost/x"],
         &["migrate", "--config", "/nonexistent/sync.toml"],
     ] {
         let out = run(url, args);
         assert_eq!(code(&out), 2, "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(!out.stderr.is_empty());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: one line, got {stderr}");
+        assert!(stderr.starts_with("sync-server: "), "{stderr}");
     }
-    let out = crate::command(url).env("SYNC_MAX_PUSH_CHANGES", "lots").arg("migrate").output().unwrap();
-    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    for args in [&["--help"][..], &["--version"], &["token", "list", "--help"]] {
+        let out = run(url, args);
+        assert_eq!(code(&out), 0, "{args:?}");
+        assert!(!out.stdout.is_empty());
+    }
+    for (name, value) in [("SYNC_MAX_PUSH_CHANGES", "lots"), ("SYNC_JOBS_HEALTH_CHECK_AT", "2am")] {
+        let out = crate::command(url).env(name, value).arg("migrate").output().unwrap();
+        assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
 }
 
 #[test]

@@ -1,9 +1,13 @@
 //! End-to-end tests of the `sync-server` binary: the real process on a free port, on SQLite
-//! and on PostgreSQL, driven over HTTP; and the command line's subcommands and exit codes.
+//! and on PostgreSQL, driven over HTTP; the command line's subcommands and exit codes; token
+//! lifecycle; the scheduled jobs across two nodes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
 mod e2e;
+mod exit_status;
+mod jobs;
+mod tokens;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
