@@ -13,11 +13,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use sync_bandwidth::Encoding;
 use sync_domain::engine::{PolicyUpdate, ResolveRequest};
 use sync_domain::protocol::{PartialSyncRequest, PullRequest, PushRequest};
+// The query and body types of the REST routes are wire types too (sync-protocol).
+pub use sync_protocol::{ConflictsQuery, DeviceQuery, PullQuery, SnapshotRequest};
 use sync_domain::store::Principal;
 use sync_metrics::Operation;
 use tower_http::trace::TraceLayer;
@@ -302,23 +303,6 @@ async fn push(
     run(&api, caller, OperationRequest::Push(body)).await
 }
 
-/// `GET /api/v1/sync/pull` query.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PullQuery {
-    /// Opaque cursor from the previous pull; none: from the beginning.
-    pub cursor: Option<String>,
-    /// Page size (default by `X-Network-Quality`, at most 1000).
-    pub limit: Option<u32>,
-    /// Comma-separated domains.
-    pub domains: Option<String>,
-    /// Send patches where the device holds an older version.
-    pub delta: Option<bool>,
-    /// Remember this device's cursor.
-    pub device_id: Option<String>,
-}
-
 async fn pull(
     State(api): State<SyncApi>,
     caller: Caller,
@@ -338,14 +322,6 @@ async fn pull(
         network_quality: None,
     };
     run(&api, caller, OperationRequest::Pull(request)).await
-}
-
-/// `?device_id=…`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct DeviceQuery {
-    pub device_id: String,
 }
 
 async fn queue_status(
@@ -381,17 +357,6 @@ async fn set_policy(
     run(&api, caller, OperationRequest::SetPolicy { domain, update }).await
 }
 
-/// `GET /api/v1/sync/conflicts` query.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ConflictsQuery {
-    /// `pending` or `resolved`; none: all.
-    pub status: Option<String>,
-    /// At most this many (1..=500, default 100).
-    pub limit: Option<i64>,
-}
-
 async fn conflicts(
     State(api): State<SyncApi>,
     caller: Caller,
@@ -413,19 +378,6 @@ async fn dashboard(State(api): State<SyncApi>, caller: Caller) -> Result<Respons
     run(&api, caller, OperationRequest::Dashboard).await
 }
 
-/// `POST /api/sync/snapshot/create/` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SnapshotRequest {
-    /// Hours back from now (default 1).
-    #[serde(default = "one_hour")]
-    pub time_window_hours: i64,
-}
-
-fn one_hour() -> i64 {
-    1
-}
-
 async fn snapshot_create(State(api): State<SyncApi>, caller: Caller, request: Request) -> Result<Response> {
     // An empty body means the defaults.
     let bytes = read_body(&api, request).await?;
@@ -445,11 +397,8 @@ async fn device_health(
     run(&api, caller, OperationRequest::DeviceHealth { device_id: q.device_id }).await
 }
 
-async fn healthz() -> Response {
-    json_response(
-        StatusCode::OK,
-        EncodedBody { bytes: br#"{"status":"ok"}"#.to_vec(), content_encoding: None },
-    )
+async fn healthz(State(api): State<SyncApi>) -> Result<Response> {
+    Ok(json_response(StatusCode::OK, api.encode_json(&sync_protocol::Liveness::ok(), false)?))
 }
 
 async fn readyz(State(api): State<SyncApi>) -> Result<Response> {
@@ -462,12 +411,14 @@ async fn readyz(State(api): State<SyncApi>) -> Result<Response> {
                 details: serde_json::json!({ "pending": readiness.pending }),
             },
         };
-        return Ok(json_response(StatusCode::SERVICE_UNAVAILABLE, api.encode_json(&body, false)?));
+        let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, api.encode_json(&body, false)?);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::error::RETRY_AFTER_SECS));
+        return Ok(response);
     }
     let backend = api.engine().database().backend().as_str();
     Ok(json_response(
         StatusCode::OK,
-        api.encode_json(&serde_json::json!({"status": "ready", "database": backend}), false)?,
+        api.encode_json(&sync_protocol::Readiness::ready(backend), false)?,
     ))
 }
 
@@ -480,8 +431,8 @@ async fn metrics(State(api): State<SyncApi>) -> Response {
     response
 }
 
-async fn openapi() -> Response {
-    let document = crate::openapi::document_json();
+async fn openapi(State(api): State<SyncApi>) -> Response {
+    let document = crate::openapi::document_json_for(&api);
     json_response(StatusCode::OK, EncodedBody { bytes: document.into_bytes(), content_encoding: None })
 }
 

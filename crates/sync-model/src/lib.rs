@@ -5,6 +5,8 @@ mod domain;
 mod error;
 mod meta;
 pub mod migration;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod model;
 mod priority;
 mod status;

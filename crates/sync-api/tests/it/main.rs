@@ -6,5 +6,6 @@ mod bad_input;
 mod common;
 mod endpoints;
 mod laws;
+mod openapi;
 mod parity;
 mod schema;
