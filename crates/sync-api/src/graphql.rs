@@ -253,9 +253,8 @@ fn graphql_request(body: GraphqlRequest) -> Result<async_graphql::Request, ApiEr
         gql = gql.variables(async_graphql::Variables::from_json(Value::Object(variables)));
     }
     for (name, value) in body.extensions.unwrap_or_default() {
-        let value = async_graphql::Value::from_json(value).map_err(|e| {
-            ApiError::bad_request("invalid_request", format!("extensions.{name}: {e}"))
-        })?;
+        let value = async_graphql::Value::from_json(value)
+            .map_err(|e| ApiError::bad_request("invalid_request", format!("extensions.{name}: {e}")))?;
         gql.extensions.0.insert(name, value);
     }
     Ok(gql)

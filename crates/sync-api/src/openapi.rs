@@ -183,9 +183,17 @@ fn error_response(description: &str, retry_after: bool) -> RefOr<Response> {
 
 fn add_common(operation: &mut Operation) {
     let common = [
-        ("400", "Malformed request: invalid JSON, a wrong or unknown field, an invalid or unknown query parameter, an invalid header (`invalid_request`, `invalid_json`, `invalid_query`, `missing_idempotency_key`, …)", false),
+        (
+            "400",
+            "Malformed request: invalid JSON, a wrong or unknown field, an invalid or unknown query parameter, an invalid header (`invalid_request`, `invalid_json`, `invalid_query`, `missing_idempotency_key`, …)",
+            false,
+        ),
         ("401", "No token, or one that is unknown, revoked or expired", false),
-        ("429", "`rate_limited`: the token's request budget or the tenant's concurrent pushes are spent", true),
+        (
+            "429",
+            "`rate_limited`: the token's request budget or the tenant's concurrent pushes are spent",
+            true,
+        ),
         ("503", "`unavailable`: the database cannot be reached", true),
     ];
     for (status, description, retry_after) in common {

@@ -18,9 +18,9 @@ use sync_bandwidth::Encoding;
 use sync_domain::engine::{PolicyUpdate, ResolveRequest};
 use sync_domain::protocol::{PartialSyncRequest, PullRequest, PushRequest};
 // The query and body types of the REST routes are wire types too (sync-protocol).
-pub use sync_protocol::{ConflictsQuery, DeviceQuery, PullQuery, SnapshotRequest};
 use sync_domain::store::Principal;
 use sync_metrics::Operation;
+pub use sync_protocol::{ConflictsQuery, DeviceQuery, PullQuery, SnapshotRequest};
 use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, ErrorBody, Result};
@@ -381,10 +381,11 @@ async fn dashboard(State(api): State<SyncApi>, caller: Caller) -> Result<Respons
 async fn snapshot_create(State(api): State<SyncApi>, caller: Caller, request: Request) -> Result<Response> {
     // An empty body means the defaults.
     let bytes = read_body(&api, request).await?;
+    // An empty body, or `null`, means the defaults.
     let body: SnapshotRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        SnapshotRequest { time_window_hours: 1 }
+        SnapshotRequest::default()
     } else {
-        parse_json(&bytes)?
+        parse_json::<Option<SnapshotRequest>>(&bytes)?.unwrap_or_default()
     };
     run(&api, caller, OperationRequest::CreateSnapshot { time_window_hours: body.time_window_hours }).await
 }
@@ -416,10 +417,7 @@ async fn readyz(State(api): State<SyncApi>) -> Result<Response> {
         return Ok(response);
     }
     let backend = api.engine().database().backend().as_str();
-    Ok(json_response(
-        StatusCode::OK,
-        api.encode_json(&sync_protocol::Readiness::ready(backend), false)?,
-    ))
+    Ok(json_response(StatusCode::OK, api.encode_json(&sync_protocol::Readiness::ready(backend), false)?))
 }
 
 async fn metrics(State(api): State<SyncApi>) -> Response {

@@ -5,9 +5,9 @@ mod domain;
 mod error;
 mod meta;
 pub mod migration;
+mod model;
 #[cfg(feature = "openapi")]
 pub mod openapi;
-mod model;
 mod priority;
 mod status;
 

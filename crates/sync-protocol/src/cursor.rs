@@ -14,7 +14,8 @@ impl Cursor {
     /// (no sign, no spaces).
     pub fn parse(s: &str) -> Option<Self> {
         let digits = s.strip_prefix(Self::PREFIX)?;
-        if digits.is_empty() || digits.len() > Self::MAX_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.is_empty() || digits.len() > Self::MAX_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         digits.parse().ok().map(Self)

@@ -68,7 +68,7 @@ pub struct PullQuery {
     pub cursor: Option<String>,
     /// Page size (default by `X-Network-Quality`); larger than `max_pull_limit` (default 1000)
     /// is capped to it.
-    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 4294967295))]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<u64>, minimum = 1, maximum = 4294967295.0))]
     pub limit: Option<u32>,
     /// Comma-separated domain names (unknown ones are 400); none: every domain.
     #[cfg_attr(feature = "openapi", param(value_type = Option<Vec<String>>, style = Form, explode = false))]
@@ -76,7 +76,10 @@ pub struct PullQuery {
     /// Send patches where the device holds an older version.
     pub delta: Option<bool>,
     /// Remember this device's cursor (1 to 128 characters, no control characters).
-    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"))]
+    #[cfg_attr(
+        feature = "openapi",
+        param(min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")
+    )]
     pub device_id: Option<String>,
 }
 
@@ -87,7 +90,10 @@ pub struct PullQuery {
 #[serde(deny_unknown_fields)]
 pub struct DeviceQuery {
     /// 1 to 128 characters, no control characters.
-    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"))]
+    #[cfg_attr(
+        feature = "openapi",
+        param(min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")
+    )]
     pub device_id: String,
 }
 

@@ -14,7 +14,15 @@ use crate::pull::RecordEnvelope;
 #[serde(deny_unknown_fields)]
 pub struct PushRequest {
     /// The pushing device: 1 to 128 characters, no control characters.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$", example = "tablet-7"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 128,
+            pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$",
+            example = "tablet-7"
+        )
+    )]
     pub device_id: String,
     /// The device's clock when it sent the push, for skew correction.
     #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]

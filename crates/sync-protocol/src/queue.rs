@@ -24,14 +24,17 @@ pub struct QueueStatus {
 #[serde(deny_unknown_fields)]
 pub struct PartialSyncRequest {
     /// 1 to 128 characters, no control characters.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$"))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")
+    )]
     pub device_id: String,
     /// Items at or above this priority (default `medium`).
     #[serde(default)]
     pub priority: Priority,
     /// At most this many items (capped at `max_pull_limit`); default by network quality.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4294967295))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, minimum = 1, maximum = 4294967295.0))]
     pub max_items: Option<u32>,
     /// `excellent`, `good`, `fair` or `poor` (sets the default `max_items`; anything else
     /// counts as unknown).

@@ -58,12 +58,17 @@ async fn the_error_body_schema_says_details_is_an_object_or_null() {
     let doc = served(&app).await;
     let detail = &doc["components"]["schemas"]["ErrorDetail"];
     assert_eq!(detail["properties"]["details"]["type"], json!(["object", "null"]));
-    let required: Vec<&str> = detail["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let required: Vec<&str> =
+        detail["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(required.contains(&"details"), "{detail}");
     // And every error the API can make has such details.
     let errors = [
         ApiError::bad_request("invalid_json", "x"),
-        ApiError::BadRequest { code: "invalid_request", message: "x".into(), details: Some(json!({"path": "a"})) },
+        ApiError::BadRequest {
+            code: "invalid_request",
+            message: "x".into(),
+            details: Some(json!({"path": "a"})),
+        },
         ApiError::Unauthorized("x".into()),
         ApiError::Forbidden("x".into()),
         ApiError::NotFound("x".into()),
@@ -136,7 +141,11 @@ async fn documented_bounds_are_the_enforced_ones() {
     let device_id = &schemas["PartialSyncRequest"]["properties"]["device_id"];
     let max = usize::try_from(device_id["maxLength"].as_u64().unwrap()).unwrap();
     assert_eq!(device_id["minLength"], 1);
-    for (id, status) in [("é".repeat(max), StatusCode::OK), ("é".repeat(max + 1), StatusCode::BAD_REQUEST), (String::new(), StatusCode::BAD_REQUEST)] {
+    for (id, status) in [
+        ("é".repeat(max), StatusCode::OK),
+        ("é".repeat(max + 1), StatusCode::BAD_REQUEST),
+        (String::new(), StatusCode::BAD_REQUEST),
+    ] {
         let r = app.post("/api/v1/sync/partial", &app.device, json!({"device_id": id})).await;
         assert_eq!(r.status, status, "{} characters: {}", id.chars().count(), r.text());
     }
@@ -151,7 +160,8 @@ async fn documented_bounds_are_the_enforced_ones() {
 
     // A cursor the pattern forbids is refused.
     for cursor in ["c1.+5", "c1.", "c1.1234567890123456789", "x"] {
-        let r = app.get(&format!("/api/v1/sync/pull?cursor={}", cursor.replace('+', "%2B")), &app.device).await;
+        let r =
+            app.get(&format!("/api/v1/sync/pull?cursor={}", cursor.replace('+', "%2B")), &app.device).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{cursor}");
     }
 }
@@ -163,7 +173,13 @@ async fn a_graphql_body_is_read_as_documented() {
     let schema = &doc["components"]["schemas"]["GraphqlRequest"];
     assert_eq!(schema["required"], json!(["query"]));
     assert_eq!(schema["additionalProperties"], false);
-    let ok = app.post("/graphql", &app.device, json!({"query": "{ optimalTime }", "variables": null, "operationName": null})).await;
+    let ok = app
+        .post(
+            "/graphql",
+            &app.device,
+            json!({"query": "{ optimalTime }", "variables": null, "operationName": null}),
+        )
+        .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
     assert!(ok.json()["data"]["optimalTime"].is_object(), "{}", ok.text());
     for body in [json!({}), json!({"query": "{ optimalTime }", "extra": 1}), json!({"query": 5})] {

@@ -1,6 +1,5 @@
 //! Tenant policies and manual conflicts (PROTOCOL.md section 4).
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sync_conflict::{Policy, RecordState, TenantPolicy};
 use time::OffsetDateTime;
@@ -14,7 +13,6 @@ use super::{
 };
 use crate::{
     Error, Result, micros,
-    protocol::RecordEnvelope,
     store::{self, ConflictQuery, ConflictStatus, PolicyRow, Principal, RecordKey, Role, SyncEventKind},
 };
 

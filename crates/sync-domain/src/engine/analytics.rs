@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sync_metrics::{
-    AlertRules, ConflictHotspot, DomainCounts, Snapshot, SyncEvent, SyncKind, conflict_hotspots,
-};
+use sync_metrics::{AlertRules, DomainCounts, Snapshot, SyncEvent, SyncKind, conflict_hotspots};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 

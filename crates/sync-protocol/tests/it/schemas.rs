@@ -22,7 +22,8 @@ fn a_push_states_the_device_id_rule() {
     assert_eq!(device_id["maxLength"], DEVICE_ID_MAX_CHARS);
     assert_eq!(device_id["pattern"], NO_CONTROL_CHARS_PATTERN);
     assert_eq!(schema["additionalProperties"], false, "unknown fields are refused");
-    let required: Vec<&str> = schema["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let required: Vec<&str> =
+        schema["required"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert_eq!(required, ["device_id", "changes"]);
 }
 

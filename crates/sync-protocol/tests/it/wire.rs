@@ -36,8 +36,10 @@ fn unknown_fields_are_refused_at_every_level() {
     assert!(serde_json::from_value::<ResolveRequest>(json!({"choose": "client", "x": 1})).is_err());
     assert!(serde_json::from_value::<SnapshotRequest>(json!({"hours": 1})).is_err());
     assert!(
-        serde_json::from_value::<ErrorBody>(json!({"error": {"code": "c", "message": "m", "details": null, "x": 1}}))
-            .is_err()
+        serde_json::from_value::<ErrorBody>(
+            json!({"error": {"code": "c", "message": "m", "details": null, "x": 1}})
+        )
+        .is_err()
     );
 }
 
