@@ -68,7 +68,10 @@ pub fn run(backend: &str) -> Result<()> {
         eprintln!("xtask schemathesis: skipped: {hint}");
         return Ok(());
     };
-    crate::cargo(&["build", "--locked", "-p", "sync-server"])?;
+    // The workspace's test build makes `target/debug/sync-server` too, with the features the
+    // tests unify; building it this way reuses what `xtask ci` just built for the tests (a plain
+    // `cargo build -p sync-server` would resolve other features and compile much again).
+    crate::cargo(&["test", "--workspace", "--locked", "--no-run"])?;
     let server = target_dir().join("debug").join(format!("sync-server{}", env::consts::EXE_SUFFIX));
     let started = Instant::now();
     if matches!(backend, "sqlite" | "all") {
