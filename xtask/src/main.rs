@@ -1,5 +1,6 @@
-//! Developer tasks: `cargo xtask ci | test | tidy | migration-template | bench | simulate`.
+//! Developer tasks: `cargo xtask ci | test | tidy | schemathesis | migration-template | bench | simulate`.
 
+mod schemathesis;
 mod tidy;
 
 use std::{
@@ -18,6 +19,9 @@ tasks:
   test [sqlite|postgres|all]
                           the workspace tests; persistence tests on the named backends (default all)
   tidy                    house-style checks (also run as a test)
+  schemathesis [sqlite|postgres|all]
+                          the OpenAPI document against a running server on each backend
+                          (schemathesis --checks all, admin and device tokens; part of ci)
   migration-template --table T --backend sqlite|postgres [--with-conflicts] [--tenant-column C]
                           print the SQL that adds the sync columns to an existing table
   simulate --scenario NAME [--devices N] [--duration 30s] [--database sqlite|postgres|all] [--url URL]
@@ -50,6 +54,7 @@ fn run(args: &[String]) -> Result<()> {
             let problems = tidy::check(&root())?;
             report_tidy(&problems)
         }
+        "schemathesis" => schemathesis::run(rest.first().map(String::as_str).unwrap_or("all")),
         "migration-template" => migration_template(rest),
         "simulate" => sync_sim("simulate", rest),
         "bench" => sync_sim("bench", rest),
@@ -110,6 +115,7 @@ fn ci() -> Result<()> {
     cargo_env(&["test", "--workspace", "--all-targets", "--locked", "--no-run"], &lint)?;
     run_tests("all", &lint)?;
     report_tidy(&tidy::check(&root())?)?;
+    schemathesis::run("all")?;
     let has_deny =
         Command::new("cargo").args(["deny", "--version"]).output().is_ok_and(|o| o.status.success());
     if has_deny {

@@ -13,7 +13,6 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::Value;
 use sync_bandwidth::BandwidthError;
 
@@ -62,23 +61,8 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// The wire shape of an error.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// `error` of [`ErrorBody`].
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// snake_case error code, e.g. `invalid_json`, `unauthorized`, `idempotency_key_reused`.
-    pub code: String,
-    /// A human-readable explanation.
-    pub message: String,
-    /// Structured details (for example the path of an invalid field), or `null`.
-    #[schema(value_type = Object)]
-    pub details: Value,
-}
+// The wire shape of an error lives in sync-protocol (with its OpenAPI schema).
+pub use sync_protocol::{ErrorBody, ErrorDetail};
 
 impl ApiError {
     /// A 400 with a code and message.

@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sync_domain::protocol::{PartialSyncRequest, PullRequest, PushRequest};
+use sync_domain::protocol::{GraphqlRequest, PartialSyncRequest, PullRequest, PushRequest};
 
 use crate::error::ApiError;
 use crate::operation::{OperationRequest, SyncApi, SyncOperation, Transport};
@@ -241,10 +241,29 @@ pub(crate) async fn handler(State(api): State<SyncApi>, caller: Caller, request:
     }
 }
 
+/// The executable request of a GraphQL-over-HTTP body, read strictly as the OpenAPI document
+/// states it (`query` required, `operationName`, `variables` and `extensions` optional or null,
+/// nothing else).
+fn graphql_request(body: GraphqlRequest) -> Result<async_graphql::Request, ApiError> {
+    let mut gql = async_graphql::Request::new(body.query);
+    if let Some(name) = body.operation_name {
+        gql = gql.operation_name(name);
+    }
+    if let Some(variables) = body.variables {
+        gql = gql.variables(async_graphql::Variables::from_json(Value::Object(variables)));
+    }
+    for (name, value) in body.extensions.unwrap_or_default() {
+        let value = async_graphql::Value::from_json(value)
+            .map_err(|e| ApiError::bad_request("invalid_request", format!("extensions.{name}: {e}")))?;
+        gql.extensions.0.insert(name, value);
+    }
+    Ok(gql)
+}
+
 async fn run(api: SyncApi, caller: Caller, request: Request) -> Result<Response, ApiError> {
     let accept_gzip = caller.accept_gzip;
     let bytes = rest::read_body(&api, request).await?;
-    let gql: async_graphql::Request = rest::parse_json(&bytes)?;
+    let gql = graphql_request(rest::parse_json(&bytes)?)?;
     let schema = api.graphql_schema().clone();
     let gql = gql.data(RequestContext { api: api.clone(), caller });
     let response = schema.execute(gql).await;

@@ -1,400 +1,299 @@
 //! The OpenAPI 3.1 document of every REST endpoint (`GET /api/openapi.json`), generated with
-//! utoipa from the route annotations below and the schema types.
+//! utoipa from the real wire types of `sync-protocol` (their `openapi` feature derives the
+//! schemas, so a field, a constraint or a nullable that changes there changes here).
 //!
-//! The wire types live in `sync-domain`, which knows nothing of OpenAPI, so their schemas are
-//! declared here as documentation-only mirrors; the REST tests check that real responses
-//! have the fields these schemas promise.
+//! What each endpoint answers is stated here: the route annotations below list the statuses
+//! particular to each route, and [`CommonResponses`] adds those every authenticated route can
+//! answer (400, 401, 429 and 503 with `Retry-After`). [`document_for`] then fills in what the
+//! running server configures: the domain names a pull accepts and the limits.
 
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::{
+    ContentBuilder, HeaderBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder,
+};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::ErrorBody;
-use crate::rest::SnapshotRequest;
+use crate::operation::SyncApi;
 
-/// Documentation mirrors of the protocol's JSON documents.
-pub mod schemas {
-    use serde_json::Value;
-    use utoipa::ToSchema;
-
-    /// `op` of a change.
-    #[derive(Debug, ToSchema)]
-    #[schema(rename_all = "snake_case")]
-    pub enum Op {
-        Upsert,
-        Patch,
-        Delete,
-    }
-
-    /// One change of a push.
-    #[derive(Debug, ToSchema)]
-    pub struct Change {
-        #[schema(example = "task")]
-        pub domain: String,
-        pub mobile_id: uuid::Uuid,
-        /// The version the device edited (0: new).
-        pub base_version: Option<i64>,
-        pub op: Op,
-        /// Full data for `upsert`.
-        #[schema(value_type = Option<Object>)]
-        pub data: Option<Value>,
-        /// RFC 6902 JSON Patch for `patch`.
-        #[schema(value_type = Option<Vec<Object>>)]
-        pub patch: Option<Value>,
-        pub modified_at: time::OffsetDateTime,
-        /// `high`, `medium` (default) or `low`.
-        pub priority: Option<String>,
-        pub bu: Option<String>,
-    }
-
-    /// `POST /api/v1/sync/push` body.
-    #[derive(Debug, ToSchema)]
-    pub struct PushRequest {
-        pub device_id: String,
-        pub client_time: Option<time::OffsetDateTime>,
-        pub changes: Vec<Change>,
-    }
-
-    /// The conflict a change ran into.
-    #[derive(Debug, ToSchema)]
-    pub struct ConflictSummary {
-        pub id: uuid::Uuid,
-        pub strategy: String,
-        /// `client`, `server`, `merged` or `none`.
-        pub winner: String,
-        #[schema(value_type = Object)]
-        pub details: Value,
-    }
-
-    /// Why a change was `invalid`.
-    #[derive(Debug, ToSchema)]
-    pub struct ItemError {
-        pub code: String,
-        pub message: String,
-    }
-
-    /// A record as the server holds it (full `data`, or a `patch` from `base_version`).
-    #[derive(Debug, ToSchema)]
-    pub struct RecordEnvelope {
-        pub domain: String,
-        pub mobile_id: uuid::Uuid,
-        pub version: i64,
-        pub deleted: bool,
-        #[schema(value_type = Option<Object>)]
-        pub data: Option<Value>,
-        pub base_version: Option<i64>,
-        #[schema(value_type = Option<Vec<Object>>)]
-        pub patch: Option<Value>,
-        pub modified_at: time::OffsetDateTime,
-        pub server_modified_at: time::OffsetDateTime,
-        pub modified_by_device: Option<String>,
-        pub priority: String,
-        pub bu: Option<String>,
-    }
-
-    /// One entry of `results`, in request order.
-    #[derive(Debug, ToSchema)]
-    pub struct ChangeResult {
-        pub mobile_id: uuid::Uuid,
-        pub domain: String,
-        /// `applied`, `client_won`, `server_won`, `merged`, `manual_required` or `invalid`.
-        pub outcome: String,
-        pub version: Option<i64>,
-        pub record: Option<RecordEnvelope>,
-        pub conflict: Option<ConflictSummary>,
-        pub error: Option<ItemError>,
-    }
-
-    /// A push's response.
-    #[derive(Debug, ToSchema)]
-    pub struct PushResponse {
-        pub results: Vec<ChangeResult>,
-        pub cursor: String,
-    }
-
-    /// A pull's response.
-    #[derive(Debug, ToSchema)]
-    pub struct PullResponse {
-        pub changes: Vec<RecordEnvelope>,
-        pub cursor: String,
-        pub has_more: bool,
-        /// Changes still to pull after this page (an estimate).
-        pub remaining: i64,
-    }
-
-    /// `GET /api/v1/sync/queue-status` response.
-    #[derive(Debug, ToSchema)]
-    pub struct QueueStatus {
-        pub pending_items: i64,
-        pub high_priority: i64,
-        pub estimated_sync_time_sec: f64,
-        pub queue_healthy: bool,
-    }
-
-    /// `POST /api/v1/sync/partial` body.
-    #[derive(Debug, ToSchema)]
-    pub struct PartialSyncRequest {
-        pub device_id: String,
-        /// `high`, `medium` (default) or `low`.
-        pub priority: Option<String>,
-        pub max_items: Option<u32>,
-        pub network_quality: Option<String>,
-    }
-
-    /// `POST /api/v1/sync/partial` response.
-    #[derive(Debug, ToSchema)]
-    pub struct PartialSyncResponse {
-        pub synced_items: Vec<RecordEnvelope>,
-        pub remaining: i64,
-    }
-
-    /// `GET /api/v1/sync/optimal-time` response.
-    #[derive(Debug, ToSchema)]
-    pub struct OptimalTime {
-        /// `sync_now` or `sync_in_30min`.
-        pub recommendation: String,
-        /// `low`, `medium` or `high`.
-        pub server_load: String,
-        pub queue_size: i64,
-        pub is_peak_hour: bool,
-    }
-
-    /// `PUT /api/v1/sync/policies/{domain}` body.
-    #[derive(Debug, ToSchema)]
-    pub struct PolicyUpdate {
-        /// `client_wins`, `server_wins`, `most_recent_wins`, `preserve_escalation`,
-        /// `field_merge` or `manual`.
-        pub policy: String,
-        pub auto_resolve: Option<bool>,
-        pub notify_on_conflict: Option<bool>,
-    }
-
-    /// A domain's effective policy.
-    #[derive(Debug, ToSchema)]
-    pub struct PolicyView {
-        pub domain: String,
-        pub policy: String,
-        pub configured_policy: String,
-        pub auto_resolve: bool,
-        pub notify_on_conflict: bool,
-        /// `default` or `tenant`.
-        pub source: String,
-    }
-
-    /// A logged conflict.
-    #[derive(Debug, ToSchema)]
-    pub struct ConflictView {
-        pub id: String,
-        pub domain: String,
-        pub mobile_id: String,
-        pub server_version: i64,
-        pub client_base_version: i64,
-        pub client_version: Option<i64>,
-        pub strategy: String,
-        pub result: String,
-        pub winner: String,
-        pub status: String,
-        #[schema(value_type = Object)]
-        pub details: Value,
-        pub device_id: String,
-        pub user_id: String,
-        pub created_at: time::OffsetDateTime,
-        #[schema(value_type = Option<Object>)]
-        pub client_state: Option<Value>,
-        #[schema(value_type = Option<Object>)]
-        pub server_state: Option<Value>,
-        pub resolved_at: Option<time::OffsetDateTime>,
-        pub resolved_by: Option<String>,
-    }
-
-    /// `POST /api/v1/sync/conflicts/{id}/resolve` body.
-    #[derive(Debug, ToSchema)]
-    pub struct ResolveRequest {
-        /// `client`, `server` or `custom`.
-        pub choose: String,
-        /// The data for `custom`.
-        #[schema(value_type = Option<Object>)]
-        pub data: Option<Value>,
-    }
-
-    /// What resolving a conflict did.
-    #[derive(Debug, ToSchema)]
-    pub struct ResolveResponse {
-        pub conflict_id: String,
-        pub status: String,
-        pub version: i64,
-        pub record: RecordEnvelope,
-    }
-
-    /// `POST /api/sync/snapshot/create/` response.
-    #[derive(Debug, ToSchema)]
-    pub struct SnapshotCreated {
-        pub snapshot_id: String,
-        /// `created`.
-        pub status: String,
-        pub timestamp: time::OffsetDateTime,
-    }
-
-    /// A device's health.
-    #[derive(Debug, ToSchema)]
-    pub struct DeviceHealth {
-        pub device_id: String,
-        pub user_id: String,
-        /// 0 to 100.
-        pub health_score: f64,
-        pub total_syncs: i64,
-        pub failed_syncs_count: i64,
-        pub avg_sync_duration_ms: f64,
-        pub conflicts_encountered: i64,
-        pub last_sync_at: Option<time::OffsetDateTime>,
-        pub network_type: Option<String>,
-        pub clock_skew_ms: i64,
-    }
-
-    /// `GET /api/sync/dashboard/` response.
-    #[derive(Debug, ToSchema)]
-    pub struct Dashboard {
-        /// The latest snapshot (all snapshot fields), or null.
-        #[schema(value_type = Option<Object>)]
-        pub latest_snapshot: Option<Value>,
-        /// The last 7 days' snapshots, oldest first.
-        #[schema(value_type = Vec<Object>)]
-        pub trend_7days: Value,
-        pub unhealthy_devices: Vec<DeviceHealth>,
-        /// `[{"domain", "conflict_count"}]`, descending.
-        #[schema(value_type = Vec<Object>)]
-        pub conflict_hotspots: Value,
-        #[schema(value_type = Vec<Object>)]
-        pub alerts: Value,
-    }
-}
-
-/// Routes, as utoipa reads them; documentation only, never called (the handlers themselves are in [`crate::rest`]).
+/// Routes, as utoipa reads them; documentation only, never called (the handlers themselves are
+/// in [`crate::rest`]).
 #[allow(dead_code)]
 mod routes {
-    use super::schemas::*;
-    use crate::error::ErrorBody;
-    use crate::rest::{ConflictsQuery, DeviceQuery, PullQuery, SnapshotRequest};
+    use sync_protocol::{
+        ConflictView, ConflictsQuery, Dashboard, DeviceHealthView, DeviceQuery, ErrorBody, GraphqlRequest,
+        Liveness, OptimalTime, PartialSyncRequest, PartialSyncResponse, PolicyUpdate, PolicyView, PullQuery,
+        PullResponse, PushRequest, PushResponse, QueueStatus, Readiness, ResolveRequest, ResolveResponse,
+        SnapshotCreated, SnapshotRequest,
+    };
 
-    #[utoipa::path(post, path = "/api/v1/sync/push", tag = "sync",
+    #[utoipa::path(post, path = "/api/v1/sync/push", tag = "sync", operation_id = "push",
         params(
-            ("Idempotency-Key" = String, Header, description = "1 to 255 visible ASCII characters"),
-            ("X-Network-Quality" = Option<String>, Header, description = "excellent, good, fair or poor"),
+            ("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[\x21-\x7E]+$",
+                description = "1 to 255 visible ASCII characters; the same key with the same body replays the stored response"),
+            ("X-Network-Quality" = Option<String>, Header, pattern = r"^[\x21-\x7E]*$",
+                description = "`excellent`, `good`, `fair` or `poor` (anything else counts as unknown)"),
         ),
         request_body(content = PushRequest, description = "May be sent with `Content-Encoding: gzip`"),
         responses(
-            (status = 200, description = "One result per change, in request order", body = PushResponse),
-            (status = 400, description = "Malformed JSON, wrong or unknown fields, missing Idempotency-Key", body = ErrorBody),
-            (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-            (status = 422, description = "Idempotency key reused with another body", body = ErrorBody),
-            (status = 503, body = ErrorBody),
+            (status = 200, description = "One result per change, in request order", body = PushResponse,
+                headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored response of an earlier push with the same key"))),
+            (status = 413, description = "More than `max_push_changes` changes, or a body over `max_body_bytes` (on the wire or decoded)", body = ErrorBody),
+            (status = 415, description = "A `Content-Encoding` other than gzip or identity", body = ErrorBody),
+            (status = 422, description = "`idempotency_key_reused`: the key was used with another body", body = ErrorBody),
         ))]
     pub fn push() {}
 
-    #[utoipa::path(get, path = "/api/v1/sync/pull", tag = "sync", params(PullQuery),
+    #[utoipa::path(get, path = "/api/v1/sync/pull", tag = "sync", operation_id = "pull", params(PullQuery,
+            ("X-Network-Quality" = Option<String>, Header, pattern = r"^[\x21-\x7E]*$",
+                description = "Sets the default `limit`: excellent 100, good 50, fair 25, poor 10, else 50")),
         responses(
             (status = 200, body = PullResponse),
-            (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-            (status = 410, description = "resync_required: pull again without a cursor", body = ErrorBody),
+            (status = 410, description = "`resync_required`: the cursor is older than the retained history; pull again without one", body = ErrorBody),
         ))]
     pub fn pull() {}
 
-    #[utoipa::path(get, path = "/api/v1/sync/queue-status", tag = "queue", params(DeviceQuery),
-        responses((status = 200, body = QueueStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    #[utoipa::path(get, path = "/api/v1/sync/queue-status", tag = "queue", operation_id = "queue_status",
+        params(DeviceQuery),
+        responses(
+            (status = 200, body = QueueStatus),
+            (status = 403, description = "A device token asking about another user's device", body = ErrorBody),
+        ))]
     pub fn queue_status() {}
 
-    #[utoipa::path(post, path = "/api/v1/sync/partial", tag = "queue", request_body = PartialSyncRequest,
-        responses((status = 200, body = PartialSyncResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    #[utoipa::path(post, path = "/api/v1/sync/partial", tag = "queue", operation_id = "partial_sync",
+        request_body = PartialSyncRequest,
+        responses(
+            (status = 200, body = PartialSyncResponse),
+            (status = 403, description = "A device token asking about another user's device", body = ErrorBody),
+            (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        ))]
     pub fn partial() {}
 
-    #[utoipa::path(get, path = "/api/v1/sync/optimal-time", tag = "queue",
-        responses((status = 200, body = OptimalTime), (status = 401, body = ErrorBody)))]
+    #[utoipa::path(get, path = "/api/v1/sync/optimal-time", tag = "queue", operation_id = "optimal_time",
+        responses((status = 200, body = OptimalTime)))]
     pub fn optimal_time() {}
 
-    #[utoipa::path(get, path = "/api/v1/sync/policies", tag = "conflicts",
-        responses((status = 200, body = Vec<PolicyView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    #[utoipa::path(get, path = "/api/v1/sync/policies", tag = "conflicts", operation_id = "policies",
+        responses((status = 200, body = Vec<PolicyView>)))]
     pub fn policies() {}
 
-    #[utoipa::path(put, path = "/api/v1/sync/policies/{domain}", tag = "conflicts",
-        params(("domain" = String, Path, description = "A domain name, e.g. `ticket`")),
+    #[utoipa::path(put, path = "/api/v1/sync/policies/{domain}", tag = "conflicts", operation_id = "set_policy",
+        params(("domain" = String, Path, description = "A domain name, e.g. `ticket` (unknown: 404)")),
         request_body = PolicyUpdate,
-        responses((status = 200, body = PolicyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-            (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        responses(
+            (status = 200, body = PolicyView),
+            (status = 403, description = "Not an admin token", body = ErrorBody),
+            (status = 404, description = "No such domain", body = ErrorBody),
+            (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+            (status = 422, description = "`invalid_policy`: a combination the server refuses", body = ErrorBody),
+        ))]
     pub fn set_policy() {}
 
-    #[utoipa::path(get, path = "/api/v1/sync/conflicts", tag = "conflicts", params(ConflictsQuery),
-        responses((status = 200, body = Vec<ConflictView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    #[utoipa::path(get, path = "/api/v1/sync/conflicts", tag = "conflicts", operation_id = "conflicts",
+        params(ConflictsQuery),
+        responses((status = 200, body = Vec<ConflictView>), (status = 403, description = "Not an admin token", body = ErrorBody)))]
     pub fn conflicts() {}
 
-    #[utoipa::path(post, path = "/api/v1/sync/conflicts/{id}/resolve", tag = "conflicts",
-        params(("id" = String, Path, description = "The conflict id")),
+    #[utoipa::path(post, path = "/api/v1/sync/conflicts/{id}/resolve", tag = "conflicts", operation_id = "resolve_conflict",
+        params(("id" = String, Path, description = "The conflict id (unknown: 404)")),
         request_body = ResolveRequest,
-        responses((status = 200, body = ResolveResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-            (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-            (status = 422, body = ErrorBody)))]
+        responses(
+            (status = 200, body = ResolveResponse),
+            (status = 403, description = "Not an admin token", body = ErrorBody),
+            (status = 404, description = "No such conflict in the tenant", body = ErrorBody),
+            (status = 409, description = "The conflict is no longer pending", body = ErrorBody),
+            (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+            (status = 422, description = "The chosen state is not valid for the domain", body = ErrorBody),
+        ))]
     pub fn resolve() {}
 
-    #[utoipa::path(get, path = "/api/sync/dashboard/", tag = "analytics",
-        responses((status = 200, body = Dashboard), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    #[utoipa::path(get, path = "/api/sync/dashboard/", tag = "analytics", operation_id = "dashboard",
+        responses((status = 200, body = Dashboard), (status = 403, description = "Not an admin token", body = ErrorBody)))]
     pub fn dashboard() {}
 
-    #[utoipa::path(post, path = "/api/sync/snapshot/create/", tag = "analytics", request_body = SnapshotRequest,
-        responses((status = 201, body = SnapshotCreated), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    #[utoipa::path(post, path = "/api/sync/snapshot/create/", tag = "analytics", operation_id = "create_snapshot",
+        request_body(content = Option<SnapshotRequest>, description = "May be empty (the defaults)"),
+        responses(
+            (status = 201, body = SnapshotCreated),
+            (status = 403, description = "Not an admin token", body = ErrorBody),
+            (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        ))]
     pub fn snapshot_create() {}
 
-    #[utoipa::path(get, path = "/api/sync/device-health/", tag = "analytics", params(DeviceQuery),
-        responses((status = 200, body = DeviceHealth), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-            (status = 404, body = ErrorBody)))]
+    #[utoipa::path(get, path = "/api/sync/device-health/", tag = "analytics", operation_id = "device_health",
+        params(DeviceQuery),
+        responses(
+            (status = 200, body = DeviceHealthView),
+            (status = 403, description = "A device token asking about another user's device", body = ErrorBody),
+            (status = 404, description = "The device has never synced", body = ErrorBody),
+        ))]
     pub fn device_health() {}
 
-    #[utoipa::path(post, path = "/graphql", tag = "graphql",
-        request_body(content = Object, description = "A GraphQL request: `{query, variables, operationName}`"),
-        responses((status = 200, description = "A GraphQL response", body = Object), (status = 401, body = ErrorBody)))]
+    #[utoipa::path(post, path = "/graphql", tag = "graphql", operation_id = "graphql",
+        request_body(content = GraphqlRequest, description = "A GraphQL request"),
+        responses(
+            (status = 200, description = "A GraphQL response: `data` and/or `errors` (an operation's failure is an error whose `extensions` carry `code` and `status`)", body = Object),
+            (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        ))]
     pub fn graphql() {}
 
-    #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
-        responses((status = 200, description = "The process is up")))]
+    #[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz", security(()),
+        responses((status = 200, description = "The process is up", body = Liveness)))]
     pub fn healthz() {}
 
-    #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
-        responses((status = 200, description = "The database answers and migrations are current"),
-            (status = 503, body = ErrorBody)))]
+    #[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz", security(()),
+        responses(
+            (status = 200, description = "The database answers and migrations are current", body = Readiness),
+            (status = 503, description = "`migrations_pending` or `unavailable`", body = ErrorBody,
+                headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
+        ))]
     pub fn readyz() {}
 
-    #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
-        responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")))]
+    #[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics", security(()),
+        responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")))]
     pub fn metrics() {}
+
+    #[utoipa::path(get, path = "/api/openapi.json", tag = "operations", operation_id = "openapi", security(()),
+        responses((status = 200, description = "This document", body = Object)))]
+    pub fn openapi() {}
 }
 
-struct BearerAuth;
+/// Paths without authentication (nothing common is added to them).
+const PUBLIC_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/api/openapi.json"];
 
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+/// The bearer scheme, and the responses every authenticated route can answer.
+struct CommonResponses;
+
+fn error_response(description: &str, retry_after: bool) -> RefOr<Response> {
+    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+    let mut response = ResponseBuilder::new().description(description).content("application/json", content);
+    if retry_after {
+        let seconds = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).build();
+        response = response.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Schema::Object(seconds))
+                .description(Some("Seconds to wait before retrying"))
+                .build(),
+        );
+    }
+    RefOr::T(response.build())
+}
+
+fn add_common(operation: &mut Operation) {
+    let common = [
+        (
+            "400",
+            "Malformed request: invalid JSON, a wrong or unknown field, an invalid or unknown query parameter, an invalid header (`invalid_request`, `invalid_json`, `invalid_query`, `missing_idempotency_key`, …)",
+            false,
+        ),
+        ("401", "No token, or one that is unknown, revoked or expired", false),
+        (
+            "429",
+            "`rate_limited`: the token's request budget or the tenant's concurrent pushes are spent",
+            true,
+        ),
+        ("503", "`unavailable`: the database cannot be reached", true),
+    ];
+    for (status, description, retry_after) in common {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| error_response(description, retry_after));
+    }
+}
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut Document) {
         use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if PUBLIC_PATHS.contains(&path.as_str()) {
+                continue;
+            }
+            for operation in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch]
+                .into_iter()
+                .flatten()
+            {
+                add_common(operation);
+            }
+        }
     }
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "syncforge sync protocol", version = "1", description = "PROTOCOL.md v1: offline-first sync for field-service apps."),
+    info(title = "syncforge sync protocol", version = "1.1",
+        description = "PROTOCOL.md: offline-first sync for field-service apps. Generated from the wire types of the `sync-protocol` crate."),
     paths(
         routes::push, routes::pull, routes::queue_status, routes::partial, routes::optimal_time,
         routes::policies, routes::set_policy, routes::conflicts, routes::resolve,
         routes::dashboard, routes::snapshot_create, routes::device_health, routes::graphql,
-        routes::healthz, routes::readyz, routes::metrics,
+        routes::healthz, routes::readyz, routes::metrics, routes::openapi,
     ),
-    components(schemas(ErrorBody, SnapshotRequest)),
-    modifiers(&BearerAuth),
+    components(schemas(sync_protocol::ErrorBody)),
+    modifiers(&CommonResponses),
     security(("bearer" = [])),
 )]
 struct ApiDoc;
 
-/// The OpenAPI document.
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The OpenAPI document with the protocol's default limits and no domain list.
+pub fn document() -> Document {
     ApiDoc::openapi()
 }
 
-/// The OpenAPI document as pretty JSON.
+/// The OpenAPI document as pretty JSON (the protocol's defaults, see [`document`]).
 pub fn document_json() -> String {
     document().to_pretty_json().unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// What a running server configures that its document states.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The domain names a pull's `domains` accepts.
+    pub domains: Vec<String>,
+    /// `max_push_changes`.
+    pub max_push_changes: usize,
+}
+
+impl Settings {
+    /// The settings of `api`'s engine.
+    pub fn of(api: &SyncApi) -> Self {
+        let engine = api.engine();
+        Self {
+            domains: engine.domains().names().map(str::to_owned).collect(),
+            max_push_changes: engine.config().max_push_changes,
+        }
+    }
+}
+
+/// The document of a server with `settings`: the pull's `domains` items are the registry's
+/// names, and a push's `changes` has the configured maximum.
+pub fn document_with(settings: &Settings) -> Document {
+    let mut doc = document();
+    if let Some(pull) = doc.paths.paths.get_mut("/api/v1/sync/pull").and_then(|item| item.get.as_mut()) {
+        for parameter in pull.parameters.iter_mut().flatten() {
+            if parameter.name == "domains" {
+                let names = ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(settings.domains.iter().cloned()));
+                parameter.schema = Some(RefOr::T(Schema::Array(ArrayBuilder::new().items(names).build())));
+            }
+        }
+    }
+    let push_request = doc.components.as_mut().and_then(|c| c.schemas.get_mut("PushRequest"));
+    if let Some(RefOr::T(Schema::Object(push))) = push_request
+        && let Some(RefOr::T(Schema::Array(changes))) = push.properties.get_mut("changes")
+    {
+        changes.max_items = Some(settings.max_push_changes);
+    }
+    doc
+}
+
+/// The document of `api`'s server as pretty JSON (what `GET /api/openapi.json` serves).
+pub fn document_json_for(api: &SyncApi) -> String {
+    document_with(&Settings::of(api)).to_pretty_json().unwrap_or_else(|_| "{}".to_owned())
 }

@@ -19,8 +19,10 @@ use sync_bandwidth::Encoding;
 use sync_domain::engine::WireBytes;
 use sync_domain::engine::{PolicyUpdate, ResolveRequest};
 use sync_domain::protocol::{PartialSyncRequest, PullRequest, PushRequest};
+// The query and body types of the REST routes are wire types too (sync-protocol).
 use sync_domain::store::{Principal, SyncEventKind};
 use sync_metrics::Operation;
+pub use sync_protocol::{ConflictsQuery, DeviceQuery, PullQuery, SnapshotRequest};
 use tower_http::trace::TraceLayer;
 
 use crate::error::{ApiError, ErrorBody, Result};
@@ -408,23 +410,6 @@ async fn push(
     run(&api, caller, OperationRequest::Push(body)).await
 }
 
-/// `GET /api/v1/sync/pull` query.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PullQuery {
-    /// Opaque cursor from the previous pull; none: from the beginning.
-    pub cursor: Option<String>,
-    /// Page size (default by `X-Network-Quality`, at most 1000).
-    pub limit: Option<u32>,
-    /// Comma-separated domains.
-    pub domains: Option<String>,
-    /// Send patches where the device holds an older version.
-    pub delta: Option<bool>,
-    /// Remember this device's cursor.
-    pub device_id: Option<String>,
-}
-
 async fn pull(
     State(api): State<SyncApi>,
     caller: Caller,
@@ -444,14 +429,6 @@ async fn pull(
         network_quality: None,
     };
     run(&api, caller, OperationRequest::Pull(request)).await
-}
-
-/// `?device_id=…`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct DeviceQuery {
-    pub device_id: String,
 }
 
 async fn queue_status(
@@ -489,17 +466,6 @@ async fn set_policy(
     run(&api, caller, OperationRequest::SetPolicy { domain, update }).await
 }
 
-/// `GET /api/v1/sync/conflicts` query.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ConflictsQuery {
-    /// `pending` or `resolved`; none: all.
-    pub status: Option<String>,
-    /// At most this many (1..=500, default 100).
-    pub limit: Option<i64>,
-}
-
 async fn conflicts(
     State(api): State<SyncApi>,
     caller: Caller,
@@ -521,26 +487,14 @@ async fn dashboard(State(api): State<SyncApi>, caller: Caller) -> Result<Respons
     run(&api, caller, OperationRequest::Dashboard).await
 }
 
-/// `POST /api/sync/snapshot/create/` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SnapshotRequest {
-    /// Hours back from now (default 1).
-    #[serde(default = "one_hour")]
-    pub time_window_hours: i64,
-}
-
-fn one_hour() -> i64 {
-    1
-}
-
 async fn snapshot_create(State(api): State<SyncApi>, caller: Caller, request: Request) -> Result<Response> {
     // An empty body means the defaults.
     let bytes = read_body(&api, request).await?;
+    // An empty body, or `null`, means the defaults.
     let body: SnapshotRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
-        SnapshotRequest { time_window_hours: 1 }
+        SnapshotRequest::default()
     } else {
-        parse_json(&bytes)?
+        parse_json::<Option<SnapshotRequest>>(&bytes)?.unwrap_or_default()
     };
     run(&api, caller, OperationRequest::CreateSnapshot { time_window_hours: body.time_window_hours }).await
 }
@@ -553,11 +507,8 @@ async fn device_health(
     run(&api, caller, OperationRequest::DeviceHealth { device_id: q.device_id }).await
 }
 
-async fn healthz() -> Response {
-    json_response(
-        StatusCode::OK,
-        EncodedBody { bytes: br#"{"status":"ok"}"#.to_vec(), content_encoding: None },
-    )
+async fn healthz(State(api): State<SyncApi>) -> Result<Response> {
+    Ok(json_response(StatusCode::OK, api.encode_json(&sync_protocol::Liveness::ok(), false)?))
 }
 
 async fn readyz(State(api): State<SyncApi>) -> Result<Response> {
@@ -570,13 +521,12 @@ async fn readyz(State(api): State<SyncApi>) -> Result<Response> {
                 details: serde_json::json!({ "pending": readiness.pending }),
             },
         };
-        return Ok(json_response(StatusCode::SERVICE_UNAVAILABLE, api.encode_json(&body, false)?));
+        let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, api.encode_json(&body, false)?);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::error::RETRY_AFTER_SECS));
+        return Ok(response);
     }
     let backend = api.engine().database().backend().as_str();
-    Ok(json_response(
-        StatusCode::OK,
-        api.encode_json(&serde_json::json!({"status": "ready", "database": backend}), false)?,
-    ))
+    Ok(json_response(StatusCode::OK, api.encode_json(&sync_protocol::Readiness::ready(backend), false)?))
 }
 
 async fn metrics(State(api): State<SyncApi>) -> Response {
@@ -589,8 +539,8 @@ async fn metrics(State(api): State<SyncApi>) -> Response {
     response
 }
 
-async fn openapi() -> Response {
-    let document = crate::openapi::document_json();
+async fn openapi(State(api): State<SyncApi>) -> Response {
+    let document = crate::openapi::document_json_for(&api);
     json_response(StatusCode::OK, EncodedBody { bytes: document.into_bytes(), content_encoding: None })
 }
 

@@ -58,6 +58,26 @@ macro_rules! words {
                 s.parse().map_err(serde::de::Error::custom)
             }
         }
+
+        /// The word list read case-insensitively (feature `openapi`).
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let words: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                let description = format!(
+                    "One of `{}`, read case-insensitively and written lowercase.",
+                    words.join("`, `")
+                );
+                sync_model::openapi::word_schema(&description, &words)
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
     };
 }
 

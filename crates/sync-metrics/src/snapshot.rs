@@ -11,6 +11,7 @@ use crate::histogram::nearest_rank;
 
 /// Changes and conflicts of one domain.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DomainCounts {
     pub changes: u64,
     pub conflicts: u64,
@@ -55,6 +56,7 @@ pub struct SyncEvent {
 /// changes, `bandwidth_efficiency_pct` is 0 with nothing to send, the durations are 0. The counts
 /// (`total_sync_requests` = 0) say that the window was empty.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Snapshot {
     pub total_sync_requests: u64,
     pub successful_syncs: u64,
@@ -177,6 +179,7 @@ pub fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
 
 /// A domain and its conflicts, for the dashboard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConflictHotspot {
     pub domain: String,
     pub conflict_count: u64,

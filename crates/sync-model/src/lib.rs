@@ -6,6 +6,8 @@ mod error;
 mod meta;
 pub mod migration;
 mod model;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod priority;
 mod status;
 

@@ -7,5 +7,6 @@ mod common;
 mod endpoints;
 mod laws;
 mod limits;
+mod openapi;
 mod parity;
 mod schema;

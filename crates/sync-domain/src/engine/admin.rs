@@ -1,6 +1,5 @@
 //! Tenant policies and manual conflicts (PROTOCOL.md section 4).
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sync_conflict::{Policy, RecordState, TenantPolicy};
 use time::OffsetDateTime;
@@ -14,93 +13,11 @@ use super::{
 };
 use crate::{
     Error, Result, micros,
-    protocol::RecordEnvelope,
     store::{self, ConflictQuery, ConflictStatus, PolicyRow, Principal, RecordKey, Role, SyncEventKind},
 };
 
-/// One domain's policy as `GET /api/v1/sync/policies` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyView {
-    pub domain: String,
-    /// The policy applied to conflicts (`manual` when `auto_resolve` is off).
-    pub policy: Policy,
-    /// The policy as configured (or the domain's default).
-    pub configured_policy: Policy,
-    pub auto_resolve: bool,
-    pub notify_on_conflict: bool,
-    /// `default` or `tenant`.
-    pub source: String,
-}
-
-/// `PUT /api/v1/sync/policies/{domain}` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyUpdate {
-    pub policy: Policy,
-    #[serde(default = "yes")]
-    pub auto_resolve: bool,
-    #[serde(default)]
-    pub notify_on_conflict: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// A logged conflict, as the conflict list shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConflictView {
-    pub id: String,
-    pub domain: String,
-    pub mobile_id: String,
-    pub server_version: i64,
-    pub client_base_version: i64,
-    pub client_version: Option<i64>,
-    pub strategy: String,
-    pub result: String,
-    pub winner: String,
-    pub status: String,
-    pub details: Value,
-    pub device_id: String,
-    pub user_id: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    pub client_state: Option<Value>,
-    pub server_state: Option<Value>,
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub resolved_at: Option<OffsetDateTime>,
-    pub resolved_by: Option<String>,
-}
-
-/// `POST /api/v1/sync/conflicts/{id}/resolve` body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResolveRequest {
-    pub choose: Choice,
-    #[serde(default)]
-    pub data: Option<Value>,
-}
-
-/// Which state an admin chose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Choice {
-    Client,
-    Server,
-    Custom,
-}
-
-/// What resolving a conflict did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResolveResponse {
-    pub conflict_id: String,
-    pub status: String,
-    pub version: i64,
-    pub record: RecordEnvelope,
-}
+// The policy and conflict wire types live in sync-protocol; re-exported from `engine` as before.
+pub use sync_protocol::{Choice, ConflictView, PolicyUpdate, PolicyView, ResolveRequest, ResolveResponse};
 
 pub(crate) fn require_admin(principal: &Principal) -> Result<()> {
     if principal.role == Role::Admin {

@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sync_metrics::{
-    AlertRules, ConflictHotspot, DomainCounts, Snapshot, SyncEvent, SyncKind, conflict_hotspots,
-};
+use sync_metrics::{AlertRules, DomainCounts, Snapshot, SyncEvent, SyncKind, conflict_hotspots};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -38,65 +36,8 @@ pub fn check_snapshot_window(window_hours: i64) -> Result<()> {
     })
 }
 
-/// A stored snapshot: the window's numbers with its id and time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SnapshotView {
-    pub snapshot_id: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub timestamp: OffsetDateTime,
-    pub time_window_hours: i64,
-    #[serde(flatten)]
-    pub snapshot: Snapshot,
-}
-
-/// `POST /api/sync/snapshot/create/` response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotCreated {
-    pub snapshot_id: String,
-    pub status: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub timestamp: OffsetDateTime,
-}
-
-/// A device's health as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeviceHealthView {
-    pub device_id: String,
-    pub user_id: String,
-    pub health_score: f64,
-    pub total_syncs: i64,
-    pub failed_syncs_count: i64,
-    pub avg_sync_duration_ms: f64,
-    pub conflicts_encountered: i64,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub last_sync_at: Option<OffsetDateTime>,
-    pub network_type: Option<String>,
-    pub clock_skew_ms: i64,
-}
-
-/// An alert raised on a snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertView {
-    pub id: String,
-    pub snapshot_id: Option<String>,
-    pub rule: String,
-    pub severity: String,
-    pub value: f64,
-    pub threshold: f64,
-    pub message: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-}
-
-/// `GET /api/sync/dashboard/` response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Dashboard {
-    pub latest_snapshot: Option<SnapshotView>,
-    pub trend_7days: Vec<SnapshotView>,
-    pub unhealthy_devices: Vec<DeviceHealthView>,
-    pub conflict_hotspots: Vec<ConflictHotspot>,
-    pub alerts: Vec<AlertView>,
-}
+// The analytics wire types live in sync-protocol; re-exported from `engine` as before.
+pub use sync_protocol::{AlertView, Dashboard, DeviceHealthView, SnapshotCreated, SnapshotView};
 
 /// What a purge removed for one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

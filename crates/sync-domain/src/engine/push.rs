@@ -31,7 +31,7 @@ pub struct PushReply {
 
 /// Checks an `Idempotency-Key`: 1 to 255 visible ASCII characters.
 pub fn check_idempotency_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if !sync_protocol::limits::is_valid_idempotency_key(key) {
         return Err(Error::BadRequest {
             code: "invalid_idempotency_key",
             message: "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
@@ -42,7 +42,7 @@ pub fn check_idempotency_key(key: &str) -> Result<()> {
 
 /// Checks a device id: 1 to 128 characters, none of them control characters.
 pub fn check_device_id(device_id: &str) -> Result<()> {
-    if device_id.is_empty() || device_id.chars().count() > 128 || device_id.chars().any(char::is_control) {
+    if !sync_protocol::limits::is_valid_device_id(device_id) {
         return Err(Error::BadRequest {
             code: "invalid_device_id",
             message: "device_id must be 1 to 128 characters without control characters".into(),
