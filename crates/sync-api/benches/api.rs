@@ -63,7 +63,10 @@ fn router(c: &mut Criterion) {
         })
         .unwrap();
     let engine = SyncEngine::new(db, SyncConfig::default(), DomainRegistry::builtin());
-    let app = sync_api::router(SyncApi::new(engine, ApiOptions { limits: sync_api::LimitsConfig::unlimited(), ..ApiOptions::default() }));
+    let app = sync_api::router(SyncApi::new(
+        engine,
+        ApiOptions { limits: sync_api::LimitsConfig::unlimited(), ..ApiOptions::default() },
+    ));
     let send = |request: Request<Body>| {
         let app = app.clone();
         runtime.block_on(async move {

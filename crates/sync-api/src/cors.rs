@@ -31,7 +31,8 @@ pub const EXPOSED_HEADERS: [HeaderName; 3] =
     [header::RETRY_AFTER, HeaderName::from_static("idempotent-replayed"), header::CONTENT_ENCODING];
 
 /// The protocol's methods.
-pub const ALLOWED_METHODS: [Method; 5] = [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS];
+pub const ALLOWED_METHODS: [Method; 5] =
+    [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS];
 
 /// How long a browser may cache a preflight answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
@@ -62,7 +63,11 @@ where
 
 /// Takes every CORS header off the answer to a request that does not come from an allowed
 /// origin.
-async fn only_allowed(State(allowed): State<Arc<Vec<HeaderValue>>>, request: Request, next: Next) -> Response {
+async fn only_allowed(
+    State(allowed): State<Arc<Vec<HeaderValue>>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let from_allowed = request.headers().get(header::ORIGIN).is_some_and(|origin| allowed.contains(origin));
     let mut response = next.run(request).await;
     if !from_allowed {

@@ -126,10 +126,10 @@ impl LimitsConfig {
 
     /// The budget of a token of `tenant`.
     pub fn rate_for(&self, tenant: &str) -> Rate {
-        self.tenants.get(tenant).copied().unwrap_or(Rate {
-            per_minute: self.rate_limit_per_minute,
-            burst: self.rate_limit_burst,
-        })
+        self.tenants
+            .get(tenant)
+            .copied()
+            .unwrap_or(Rate { per_minute: self.rate_limit_per_minute, burst: self.rate_limit_burst })
     }
 
     /// Problems that make the limits unusable, one line each.
@@ -278,7 +278,8 @@ impl Limiter {
         }
         out.push_str("# HELP sync_rate_limit_admitted_total Requests admitted by a token budget.\n");
         out.push_str("# TYPE sync_rate_limit_admitted_total counter\n");
-        let _ = writeln!(out, "sync_rate_limit_admitted_total {}", self.inner.admitted.load(Ordering::Relaxed));
+        let _ =
+            writeln!(out, "sync_rate_limit_admitted_total {}", self.inner.admitted.load(Ordering::Relaxed));
         out
     }
 }

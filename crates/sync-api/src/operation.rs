@@ -527,12 +527,11 @@ impl SyncApi {
                 let key = idempotency_key.ok_or_else(|| {
                     ApiError::bad_request("missing_idempotency_key", "push needs an Idempotency-Key header")
                 })?;
-                let _permit = self.limiter.push_permit(&principal.tenant).ok_or_else(|| {
-                    ApiError::RateLimited {
+                let _permit =
+                    self.limiter.push_permit(&principal.tenant).ok_or_else(|| ApiError::RateLimited {
                         message: "this tenant has as many pushes in progress as it may; retry shortly".into(),
                         retry_after_secs: 1,
-                    }
-                })?;
+                    })?;
                 let network = network_quality.as_deref();
                 let reply = match body {
                     Some(wire) => engine.push_from_wire(principal, &key, push, network, wire).await?,

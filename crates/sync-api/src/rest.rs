@@ -16,9 +16,9 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use sync_bandwidth::Encoding;
+use sync_domain::engine::WireBytes;
 use sync_domain::engine::{PolicyUpdate, ResolveRequest};
 use sync_domain::protocol::{PartialSyncRequest, PullRequest, PushRequest};
-use sync_domain::engine::WireBytes;
 use sync_domain::store::{Principal, SyncEventKind};
 use sync_metrics::Operation;
 use tower_http::trace::TraceLayer;
@@ -247,7 +247,10 @@ pub async fn read_body(api: &SyncApi, request: Request) -> Result<Vec<u8>> {
             return Err(ApiError::PayloadTooLarge(format!("the request body exceeds {limit} bytes")));
         }
         Err(BodyError::Read(e)) => {
-            return Err(ApiError::bad_request("malformed_body", format!("could not read the request body: {e}")));
+            return Err(ApiError::bad_request(
+                "malformed_body",
+                format!("could not read the request body: {e}"),
+            ));
         }
     };
     let sent = raw.len() as u64;

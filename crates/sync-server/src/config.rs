@@ -135,7 +135,9 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         let jwt_secret = var("SYNC_JWT_SECRET").or(file.server.jwt_secret).filter(|s| !s.is_empty());
         let cors_allowed_origins = match var("SYNC_CORS_ALLOWED_ORIGINS") {
-            Some(list) => list.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect(),
+            Some(list) => {
+                list.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect()
+            }
             None => file.server.cors_allowed_origins.unwrap_or_default(),
         };
         let limits = limits_from_env(file.limits, &var)?;
@@ -156,9 +158,9 @@ fn limits_from_env(
     let number = |name: &str| -> Result<Option<u32>, CliError> {
         var(name)
             .map(|v| {
-                v.trim().parse::<u32>().map_err(|_| {
-                    CliError::Config(format!("{name} must be a whole number (got `{v}`)"))
-                })
+                v.trim()
+                    .parse::<u32>()
+                    .map_err(|_| CliError::Config(format!("{name} must be a whole number (got `{v}`)")))
             })
             .transpose()
     };
@@ -306,7 +308,10 @@ mod tests {
         assert!(file.sync.problems().is_empty());
         assert!(file.limits.problems().is_empty());
         assert_eq!(file.limits.rate_for("acme"), sync_api::Rate { per_minute: 1200, burst: 240 });
-        assert_eq!(file.server.cors_allowed_origins.as_deref(), Some(&["https://app.example.com".to_owned()][..]));
+        assert_eq!(
+            file.server.cors_allowed_origins.as_deref(),
+            Some(&["https://app.example.com".to_owned()][..])
+        );
     }
 
     #[test]

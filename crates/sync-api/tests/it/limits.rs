@@ -13,7 +13,8 @@ use sync_domain::{Backend, SyncConfig};
 use crate::common::{TestApp, task_push};
 
 fn limited(backend: Backend, limits: LimitsConfig, config: SyncConfig) -> Option<TestApp> {
-    TestDb::new(backend).map(|db| TestApp::with_options(db, config, ApiOptions { limits, ..ApiOptions::default() }))
+    TestDb::new(backend)
+        .map(|db| TestApp::with_options(db, config, ApiOptions { limits, ..ApiOptions::default() }))
 }
 
 /// A push refused for bad data, for its size and for its rate shows up in `failed_syncs`,
@@ -60,8 +61,12 @@ async fn refused_pushes_are_failed_syncs(backend: Backend) {
 
     // The admin's token has a budget of its own (4 requests: these reads and the snapshot).
     let unhealthy = health(&app, "d1").await;
-    assert_eq!((unhealthy["total_syncs"].as_i64(), unhealthy["failed_syncs_count"].as_i64()), (Some(4), Some(3)));
-    let (before, after) = (healthy["health_score"].as_f64().unwrap(), unhealthy["health_score"].as_f64().unwrap());
+    assert_eq!(
+        (unhealthy["total_syncs"].as_i64(), unhealthy["failed_syncs_count"].as_i64()),
+        (Some(4), Some(3))
+    );
+    let (before, after) =
+        (healthy["health_score"].as_f64().unwrap(), unhealthy["health_score"].as_f64().unwrap());
     assert!(after <= before - 40.0, "{before} → {after}");
 
     let r = app.post("/api/sync/snapshot/create/", &app.admin, json!({"time_window_hours": 1})).await;
@@ -73,7 +78,8 @@ async fn refused_pushes_are_failed_syncs(backend: Backend) {
         (Some(4), Some(3)),
         "{snapshot}"
     );
-    let rules: Vec<&str> = dashboard["alerts"].as_array().unwrap().iter().filter_map(|a| a["rule"].as_str()).collect();
+    let rules: Vec<&str> =
+        dashboard["alerts"].as_array().unwrap().iter().filter_map(|a| a["rule"].as_str()).collect();
     assert!(rules.contains(&"low_success_rate"), "{rules:?}");
 
     // Counted in /metrics too.
@@ -131,13 +137,14 @@ async fn the_concurrent_push_ceiling_gives_429() {
     let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let gate = Arc::new(Mutex::new((entered_tx, release_rx)));
-    let engine = sync_domain::SyncEngine::new(database.clone(), SyncConfig::default(), DomainRegistry::builtin())
-        .with_fault(Arc::new(move |_| {
-            let gate = gate.lock().unwrap();
-            let _ = gate.0.send(());
-            let _ = gate.1.recv_timeout(Duration::from_secs(30));
-            Ok(())
-        }));
+    let engine =
+        sync_domain::SyncEngine::new(database.clone(), SyncConfig::default(), DomainRegistry::builtin())
+            .with_fault(Arc::new(move |_| {
+                let gate = gate.lock().unwrap();
+                let _ = gate.0.send(());
+                let _ = gate.1.recv_timeout(Duration::from_secs(30));
+                Ok(())
+            }));
     let limits = LimitsConfig { max_concurrent_pushes_per_tenant: 1, ..LimitsConfig::unlimited() };
     let api = sync_api::SyncApi::new(engine, ApiOptions { limits, ..ApiOptions::default() });
     let router = sync_api::router(api);
@@ -171,13 +178,19 @@ async fn the_concurrent_push_ceiling_gives_429() {
         .unwrap();
     let text = axum::body::to_bytes(metrics.into_body(), usize::MAX).await.unwrap();
     let text = String::from_utf8_lossy(&text);
-    assert!(text.contains(r#"sync_rate_limited_total{tenant="acme",reason="concurrent_pushes"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"sync_rate_limited_total{tenant="acme",reason="concurrent_pushes"} 1"#),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn manual_alone_is_accepted_without_auto_resolve() {
     let app = TestApp::new();
-    for body in [json!({"policy": "manual"}), json!({"policy": "manual", "auto_resolve": true, "notify_on_conflict": true})] {
+    for body in [
+        json!({"policy": "manual"}),
+        json!({"policy": "manual", "auto_resolve": true, "notify_on_conflict": true}),
+    ] {
         let r = app
             .req()
             .method(Method::PUT)
@@ -238,14 +251,25 @@ async fn a_preflight_from_an_allowed_origin_is_answered() {
             assert!(methods.contains(&method.to_owned()), "{methods:?}");
         }
         let headers = list(r.headers.get("access-control-allow-headers"));
-        for header in
-            ["authorization", "idempotency-key", "content-type", "content-encoding", "x-network-quality", "last-event-id"]
-        {
+        for header in [
+            "authorization",
+            "idempotency-key",
+            "content-type",
+            "content-encoding",
+            "x-network-quality",
+            "last-event-id",
+        ] {
             assert!(headers.contains(&header.to_owned()), "{headers:?}");
         }
     }
     // An actual request from it exposes the protocol's response headers.
-    let r = app.req().path("/api/v1/sync/policies").bearer(&app.device).header("origin", "https://app.example.com").send().await;
+    let r = app
+        .req()
+        .path("/api/v1/sync/policies")
+        .bearer(&app.device)
+        .header("origin", "https://app.example.com")
+        .send()
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers["access-control-allow-origin"], "https://app.example.com");
     let exposed = list(r.headers.get("access-control-expose-headers"));
@@ -265,7 +289,13 @@ async fn another_origin_gets_no_cors_headers() {
         .header("access-control-request-method", "POST")
         .send()
         .await;
-    let plain = app.req().path("/api/v1/sync/policies").bearer(&app.device).header("origin", "https://evil.example.com").send().await;
+    let plain = app
+        .req()
+        .path("/api/v1/sync/policies")
+        .bearer(&app.device)
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await;
     assert_eq!(plain.status, StatusCode::OK);
     let no_origin = app.req().path("/api/v1/sync/policies").bearer(&app.device).send().await;
     for r in [&preflight, &plain, &no_origin] {

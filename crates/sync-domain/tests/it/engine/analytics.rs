@@ -82,7 +82,6 @@ async fn syncs_feed_health_snapshots_and_the_dashboard(db: Database) {
     assert_eq!((report[0].domain.as_str(), report[0].conflict_count), ("task", 1));
 }
 
-
 /// Every refused or failed push, pull and partial sync of an authenticated device counts:
 /// in `failed_syncs`, in the device's health and in the `low_success_rate` alert.
 async fn refused_syncs_are_failed_syncs_of_their_device(db: Database) {
@@ -95,13 +94,17 @@ async fn refused_syncs_are_failed_syncs_of_their_device(db: Database) {
     // Too many changes (413), a bad key (400), a pull with a cursor the server never made
     // (400), a partial sync asking for nothing (400), and one the API refused before the
     // engine saw it (rate limited: recorded by the API through `record_failed_sync`).
-    let many: Vec<_> = (0..501).map(|n| upsert("journal", id(100 + n), 0, json!({"title": "x"}), 1)).collect();
+    let many: Vec<_> =
+        (0..501).map(|n| upsert("journal", id(100 + n), 0, json!({"title": "x"}), 1)).collect();
     let too_large = PushRequest { device_id: "d-ann".into(), client_time: None, changes: many };
     assert_eq!(engine.push(&ann, "k2", too_large, None).await.unwrap_err().http_status(), 413);
     let bad_key = PushRequest { device_id: "d-ann".into(), client_time: None, changes: vec![] };
     assert_eq!(engine.push(&ann, "bad key", bad_key, None).await.unwrap_err().http_status(), 400);
-    let bad_cursor =
-        PullRequest { cursor: Some("garbage".into()), device_id: Some("d-ann".into()), ..PullRequest::default() };
+    let bad_cursor = PullRequest {
+        cursor: Some("garbage".into()),
+        device_id: Some("d-ann".into()),
+        ..PullRequest::default()
+    };
     assert_eq!(engine.pull(&ann, bad_cursor, false).await.unwrap_err().http_status(), 400);
     let nothing = sync_domain::protocol::PartialSyncRequest {
         device_id: "d-ann".into(),
@@ -143,7 +146,13 @@ async fn refused_syncs_are_failed_syncs_of_their_device(db: Database) {
     let kinds: Vec<_> = failed.iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds,
-        [SyncEventKind::Push, SyncEventKind::Push, SyncEventKind::Pull, SyncEventKind::Partial, SyncEventKind::Push]
+        [
+            SyncEventKind::Push,
+            SyncEventKind::Push,
+            SyncEventKind::Pull,
+            SyncEventKind::Partial,
+            SyncEventKind::Push
+        ]
     );
     assert_eq!((failed[4].bytes_raw, failed[4].bytes_sent), (300, 120));
 }
