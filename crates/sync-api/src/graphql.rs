@@ -80,6 +80,29 @@ fn input<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     rest::parse_json(&bytes)
 }
 
+/// Parses the input of a push or partial sync; a refused one is a failed sync of the device
+/// it names, as on REST.
+async fn sync_input<T: DeserializeOwned>(
+    ctx: &Context<'_>,
+    value: Value,
+    kind: sync_domain::store::SyncEventKind,
+) -> async_graphql::Result<T> {
+    let device_id = value.get("device_id").and_then(Value::as_str).map(str::to_owned);
+    match input(value) {
+        Ok(parsed) => Ok(parsed),
+        Err(refused) => {
+            if let Ok(rc) = ctx.data::<RequestContext>() {
+                let metrics = &rc.caller.metrics;
+                if let Some(device_id) = device_id {
+                    metrics.note_device(&device_id);
+                }
+                rc.api.record_refusal(metrics, kind, metrics.elapsed()).await;
+            }
+            Err(gql_error(refused))
+        }
+    }
+}
+
 async fn execute(
     ctx: &Context<'_>,
     request: OperationRequest,
@@ -186,7 +209,7 @@ impl MutationRoot {
         idempotency_key: String,
         input: Json<Value>,
     ) -> async_graphql::Result<Json<Value>> {
-        let request: PushRequest = self::input(input.0).gql()?;
+        let request: PushRequest = sync_input(ctx, input.0, sync_domain::store::SyncEventKind::Push).await?;
         execute(ctx, OperationRequest::Push(request), Some(idempotency_key)).await
     }
 
@@ -196,7 +219,8 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: Json<Value>,
     ) -> async_graphql::Result<Json<Value>> {
-        let request: PartialSyncRequest = self::input(input.0).gql()?;
+        let request: PartialSyncRequest =
+            sync_input(ctx, input.0, sync_domain::store::SyncEventKind::Partial).await?;
         execute(ctx, OperationRequest::PartialSync(request), None).await
     }
 

@@ -8,7 +8,7 @@
 //! most `burst + t / T` requests are admitted. Time is passed in, so the maths is pure.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -216,11 +216,7 @@ impl Limiter {
         if rate.is_unlimited() {
             return Ok(());
         }
-        let key = {
-            let mut hasher = self.inner.hasher.build_hasher();
-            credential.hash(&mut hasher);
-            hasher.finish()
-        };
+        let key = self.inner.hasher.hash_one(credential);
         let now = self.inner.epoch.elapsed().as_nanos();
         let result = {
             let mut buckets = self.inner.buckets.lock().unwrap_or_else(PoisonError::into_inner);

@@ -205,6 +205,8 @@ struct MetricsSlot {
     /// Whether the request's outcome is already in analytics (the engine recorded it, or
     /// its refusal was recorded).
     outcome_recorded: bool,
+    /// When the request arrived.
+    started: Option<std::time::Instant>,
 }
 
 /// One operation of a request, as recorded.
@@ -268,6 +270,16 @@ impl RequestMetrics {
     /// The request body's size, if it was read.
     pub fn body(&self) -> Option<WireBytes> {
         self.with_slot(|s| s.body)
+    }
+
+    /// Notes when the request arrived.
+    pub fn mark_started(&self, at: std::time::Instant) {
+        self.with_slot(|s| s.started = Some(at));
+    }
+
+    /// Time since the request arrived (zero if that was not noted).
+    pub fn elapsed(&self) -> Duration {
+        self.with_slot(|s| s.started.map(|at| at.elapsed()).unwrap_or_default())
     }
 
     fn mark_recorded(&self) -> bool {

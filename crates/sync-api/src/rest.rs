@@ -92,6 +92,7 @@ async fn track(State(api): State<SyncApi>, mut request: Request, next: Next) -> 
     let started = Instant::now();
     let operation = request.extensions().get::<MatchedPath>().and_then(|p| operation_of_path(p.as_str()));
     let slot = RequestMetrics::default();
+    slot.mark_started(started);
     request.extensions_mut().insert(slot.clone());
     let response = next.run(request).await;
     let success = response.status().is_success();

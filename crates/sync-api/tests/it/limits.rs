@@ -351,3 +351,19 @@ fn engine_errors_keep_their_protocol_status() {
         assert_eq!(response.headers().contains_key("retry-after"), status == 503);
     }
 }
+
+#[tokio::test]
+async fn a_refused_graphql_push_is_a_failed_sync_of_its_device() {
+    let app = TestApp::new();
+    let r = app
+        .graphql(
+            &app.device,
+            crate::parity::PUSH,
+            json!({"key": "g-1", "input": {"device_id": "g1", "changes": "none"}}),
+        )
+        .await
+        .json();
+    assert_eq!(r["errors"][0]["extensions"]["status"], 400, "{r}");
+    let h = health(&app, "g1").await;
+    assert_eq!((h["total_syncs"].as_i64(), h["failed_syncs_count"].as_i64()), (Some(1), Some(1)), "{h}");
+}

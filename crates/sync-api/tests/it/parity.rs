@@ -7,7 +7,7 @@ use sync_domain::Backend;
 
 use crate::common::*;
 
-const PUSH: &str = "mutation($key: String!, $input: JSON!) { push(idempotencyKey: $key, input: $input) }";
+pub const PUSH: &str = "mutation($key: String!, $input: JSON!) { push(idempotencyKey: $key, input: $input) }";
 
 fn pushes() -> Vec<Value> {
     let ticket = |base: i64, title: &str, status: &str, level: i64, device: &str| {
