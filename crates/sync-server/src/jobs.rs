@@ -411,3 +411,77 @@ pub async fn schedule(
     let stopping = leadership.clone();
     let _ = tokio::task::spawn_blocking(move || stopping.stop()).await;
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn ms(t: time::OffsetDateTime) -> i64 {
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap()
+    }
+
+    #[test]
+    fn default_schedule_is_on_the_clock() {
+        let schedule = JobsConfig::default().schedule(1).unwrap();
+        // A Wednesday afternoon.
+        let now = ms(datetime!(2026-12-02 14:37:12.5 UTC));
+        assert_eq!(schedule.snapshot.next_after(now), ms(datetime!(2026-12-02 15:00 UTC)));
+        assert_eq!(schedule.health.next_after(now), ms(datetime!(2026-12-03 02:00 UTC)));
+        assert_eq!(schedule.report.next_after(now), ms(datetime!(2026-12-07 03:00 UTC)), "Monday 03:00");
+        // Exactly on a boundary: the next one, not the same.
+        let on = ms(datetime!(2026-12-02 15:00 UTC));
+        assert_eq!(schedule.snapshot.next_after(on), ms(datetime!(2026-12-02 16:00 UTC)));
+
+        let config = JobsConfig {
+            health_check_at: "23:59".into(),
+            conflict_report_at: "Sunday 00:30".into(),
+            ..JobsConfig::default()
+        };
+        let schedule = config.schedule(6).unwrap();
+        assert_eq!(schedule.snapshot.next_after(now), ms(datetime!(2026-12-02 18:00 UTC)));
+        assert_eq!(schedule.health.next_after(now), ms(datetime!(2026-12-02 23:59 UTC)));
+        assert_eq!(schedule.report.next_after(now), ms(datetime!(2026-12-06 00:30 UTC)));
+
+        let every = JobsConfig { every_seconds: Some(2), ..JobsConfig::default() }.schedule(1).unwrap();
+        assert_eq!(every.report.next_after(now), ms(datetime!(2026-12-02 14:37:14 UTC)));
+        assert_eq!(every.snapshot, every.health);
+    }
+
+    #[test]
+    fn bad_times_are_refused() {
+        for (health, report) in [
+            ("24:00", "mon 03:00"),
+            ("2:00", "mon 03:00"),
+            ("02:60", "mon 03:00"),
+            ("02:00", "03:00"),
+            ("02:00", "mo 03:00"),
+            ("02:00", "funday 03:00"),
+        ] {
+            let config = JobsConfig {
+                health_check_at: health.into(),
+                conflict_report_at: report.into(),
+                ..JobsConfig::default()
+            };
+            assert!(config.schedule(1).is_err(), "{health} / {report}");
+        }
+        assert!(JobsConfig { every_seconds: Some(0), ..JobsConfig::default() }.schedule(1).is_err());
+        assert!(JobsConfig { every_seconds: Some(u64::MAX), ..JobsConfig::default() }.schedule(1).is_err());
+    }
+
+    proptest! {
+        /// The next boundary is after `t`, at most one period later, and on the grid.
+        #[test]
+        fn next_after_is_the_next_grid_point(t in -4_000_000_000_000_i64..4_000_000_000_000, period in 1_i64..1_000_000_000, offset in -2_000_000_000_i64..2_000_000_000) {
+            let every = Every { period, offset };
+            let next = every.next_after(t);
+            prop_assert!(next > t);
+            prop_assert!(next <= t + period);
+            prop_assert_eq!((next - offset).rem_euclid(period), 0);
+        }
+    }
+}

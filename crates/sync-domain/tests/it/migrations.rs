@@ -113,7 +113,7 @@ fn both_backends_have_the_same_migrations() {
         v
     };
     assert_eq!(names("sqlite"), names("postgres"));
-    assert_eq!(names("sqlite").len(), 4);
+    assert_eq!(names("sqlite").len(), 5);
 }
 
 #[test]
