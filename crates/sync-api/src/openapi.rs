@@ -31,7 +31,7 @@ mod routes {
         params(
             ("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[\x21-\x7E]+$",
                 description = "1 to 255 visible ASCII characters; the same key with the same body replays the stored response"),
-            ("X-Network-Quality" = Option<String>, Header, pattern = r"^[\x21-\x7E]*$",
+            ("X-Network-Quality" = Option<String>, Header, pattern = r"^[\t\x20-\x7E]*$",
                 description = "`excellent`, `good`, `fair` or `poor` (anything else counts as unknown)"),
         ),
         request_body(content = PushRequest, description = "May be sent with `Content-Encoding: gzip`"),
@@ -45,7 +45,7 @@ mod routes {
     pub fn push() {}
 
     #[utoipa::path(get, path = "/api/v1/sync/pull", tag = "sync", operation_id = "pull", params(PullQuery,
-            ("X-Network-Quality" = Option<String>, Header, pattern = r"^[\x21-\x7E]*$",
+            ("X-Network-Quality" = Option<String>, Header, pattern = r"^[\t\x20-\x7E]*$",
                 description = "Sets the default `limit`: excellent 100, good 50, fair 25, poor 10, else 50")),
         responses(
             (status = 200, body = PullResponse),
@@ -79,7 +79,7 @@ mod routes {
     pub fn policies() {}
 
     #[utoipa::path(put, path = "/api/v1/sync/policies/{domain}", tag = "conflicts", operation_id = "set_policy",
-        params(("domain" = String, Path, description = "A domain name, e.g. `ticket` (unknown: 404)")),
+        params(("domain" = String, Path, pattern = r"^[^\u0000]*$", description = "A domain name, e.g. `ticket` (unknown: 404; no NUL characters)")),
         request_body = PolicyUpdate,
         responses(
             (status = 200, body = PolicyView),
@@ -96,7 +96,7 @@ mod routes {
     pub fn conflicts() {}
 
     #[utoipa::path(post, path = "/api/v1/sync/conflicts/{id}/resolve", tag = "conflicts", operation_id = "resolve_conflict",
-        params(("id" = String, Path, description = "The conflict id (unknown: 404)")),
+        params(("id" = String, Path, pattern = r"^[^\u0000]*$", description = "The conflict id (unknown: 404; no NUL characters)")),
         request_body = ResolveRequest,
         responses(
             (status = 200, body = ResolveResponse),
