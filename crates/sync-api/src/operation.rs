@@ -474,14 +474,29 @@ fn nul_in(request: &OperationRequest) -> Option<&'static str> {
     fn text(s: &str) -> bool {
         s.contains('\0')
     }
+    fn json(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => text(s),
+            serde_json::Value::Array(items) => items.iter().any(json),
+            serde_json::Value::Object(map) => map.iter().any(|(k, v)| text(k) || json(v)),
+            _ => false,
+        }
+    }
     let opt = |s: &Option<String>| s.as_deref().is_some_and(text);
     match request {
         OperationRequest::Push(push) => {
             if text(&push.device_id) {
                 return Some("device_id");
             }
-            // `data` and `patch` are stored as JSON text, where NUL is the escape `\u0000`.
-            push.changes.iter().any(|c| text(&c.domain) || opt(&c.bu)).then_some("changes")
+            push.changes
+                .iter()
+                .any(|c| {
+                    text(&c.domain)
+                        || opt(&c.bu)
+                        || c.data.as_ref().is_some_and(json)
+                        || c.patch.as_ref().is_some_and(json)
+                })
+                .then_some("changes")
         }
         OperationRequest::Pull(pull) => (opt(&pull.cursor)
             || opt(&pull.device_id)
@@ -496,7 +511,9 @@ fn nul_in(request: &OperationRequest) -> Option<&'static str> {
         }
         OperationRequest::SetPolicy { domain, .. } => text(domain).then_some("domain"),
         OperationRequest::Conflicts { status, .. } => opt(status).then_some("status"),
-        OperationRequest::ResolveConflict { id, .. } => text(id).then_some("id"),
+        OperationRequest::ResolveConflict { id, request } => {
+            (text(id) || request.data.as_ref().is_some_and(json)).then_some("id")
+        }
         OperationRequest::OptimalTime
         | OperationRequest::Policies
         | OperationRequest::Dashboard
