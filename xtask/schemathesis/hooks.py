@@ -17,10 +17,11 @@ VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 @schemathesis.hook
-def map_case(context, case):
+def before_call(context, case, kwargs):
+    """Runs before every request of every phase (map_case does not see the examples phase)."""
     headers = case.headers
     if not headers:
-        return case
+        return
     for name in list(headers):
         if name.lower() != "idempotency-key":
             continue
@@ -28,4 +29,3 @@ def map_case(context, case):
         if isinstance(key, str) and VALID_KEY.match(key):
             suffix = "-" + uuid.uuid4().hex
             headers[name] = key[: 255 - len(suffix)] + suffix
-    return case

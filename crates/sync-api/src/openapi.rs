@@ -31,7 +31,7 @@ mod routes {
         params(
             ("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = r"^[\x21-\x7E]+$",
                 description = "1 to 255 visible ASCII characters; the same key with the same body replays the stored response"),
-            ("X-Network-Quality" = Option<String>, Header, pattern = r"^[\x21-\x7E]*$",
+            ("X-Network-Quality" = Option<String>, Header, pattern = r"^[\t\x20-\x7E]*$",
                 description = "`excellent`, `good`, `fair` or `poor` (anything else counts as unknown)"),
         ),
         request_body(content = PushRequest, description = "May be sent with `Content-Encoding: gzip`"),
@@ -45,7 +45,7 @@ mod routes {
     pub fn push() {}
 
     #[utoipa::path(get, path = "/api/v1/sync/pull", tag = "sync", operation_id = "pull", params(PullQuery,
-            ("X-Network-Quality" = Option<String>, Header, pattern = r"^[\x21-\x7E]*$",
+            ("X-Network-Quality" = Option<String>, Header, pattern = r"^[\t\x20-\x7E]*$",
                 description = "Sets the default `limit`: excellent 100, good 50, fair 25, poor 10, else 50")),
         responses(
             (status = 200, body = PullResponse),
@@ -79,7 +79,7 @@ mod routes {
     pub fn policies() {}
 
     #[utoipa::path(put, path = "/api/v1/sync/policies/{domain}", tag = "conflicts", operation_id = "set_policy",
-        params(("domain" = String, Path, description = "A domain name, e.g. `ticket` (unknown: 404)")),
+        params(("domain" = String, Path, pattern = r"^[^\u0000]*$", description = "A domain name, e.g. `ticket` (unknown: 404; no NUL characters)")),
         request_body = PolicyUpdate,
         responses(
             (status = 200, body = PolicyView),
@@ -96,7 +96,7 @@ mod routes {
     pub fn conflicts() {}
 
     #[utoipa::path(post, path = "/api/v1/sync/conflicts/{id}/resolve", tag = "conflicts", operation_id = "resolve_conflict",
-        params(("id" = String, Path, description = "The conflict id (unknown: 404)")),
+        params(("id" = String, Path, pattern = r"^[^\u0000]*$", description = "The conflict id (unknown: 404; no NUL characters)")),
         request_body = ResolveRequest,
         responses(
             (status = 200, body = ResolveResponse),
@@ -205,11 +205,62 @@ fn add_common(operation: &mut Operation) {
     }
 }
 
+/// Any JSON value without a NUL character in a string or key: the server refuses NUL in
+/// pushed `data` and `patch` and in a resolution's `data` (400), as PostgreSQL text cannot
+/// hold it.
+fn json_without_nul() -> Option<RefOr<Schema>> {
+    use utoipa::openapi::schema::{AdditionalProperties, AnyOfBuilder};
+    let reference = || RefOr::Ref(Ref::from_schema_name("JsonWithoutNul"));
+    let text = ObjectBuilder::new().schema_type(Type::String).pattern(Some(NO_NUL));
+    let scalar = ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+        Type::Number,
+        Type::Boolean,
+        Type::Null,
+    ]));
+    let array = ArrayBuilder::new().items(reference());
+    let object = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some(NO_NUL))))
+        .additional_properties(Some(AdditionalProperties::RefOr(reference())));
+    let any = AnyOfBuilder::new()
+        .description(Some("Any JSON value whose strings and object keys contain no NUL character."))
+        .item(text)
+        .item(scalar)
+        .item(array)
+        .item(object);
+    Some(RefOr::T(Schema::AnyOf(any.build())))
+}
+
+/// Text without a NUL character.
+const NO_NUL: &str = r"^[^\u0000]*$";
+
+/// Points the free JSON properties of the request types at [`json_without_nul`].
+fn refuse_nul_in_json(components: &mut utoipa::openapi::Components) {
+    let Some(schema) = json_without_nul() else { return };
+    components.schemas.insert("JsonWithoutNul".to_owned(), schema);
+    for (type_name, fields) in [("Change", &["data", "patch"][..]), ("ResolveRequest", &["data"][..])] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(type_name) {
+            for field in fields {
+                if let Some(property) = object.properties.get_mut(*field) {
+                    let description = match property {
+                        RefOr::T(Schema::Object(o)) => o.description.clone(),
+                        _ => None,
+                    };
+                    let mut reference = Ref::from_schema_name("JsonWithoutNul");
+                    reference.description = description.unwrap_or_default();
+                    *property = RefOr::Ref(reference);
+                }
+            }
+        }
+    }
+}
+
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut Document) {
         use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        refuse_nul_in_json(components);
         for (path, item) in openapi.paths.paths.iter_mut() {
             if PUBLIC_PATHS.contains(&path.as_str()) {
                 continue;

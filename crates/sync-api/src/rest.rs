@@ -285,12 +285,55 @@ async fn read_bounded(body: axum::body::Body, limit: usize) -> std::result::Resu
     Ok(buf)
 }
 
-/// Parses JSON into `T`, naming the offending field of a refusal.
+/// Parses a request body into `T`, naming the offending field of a refusal.
+///
+/// Every body of the protocol is a JSON object (or `null` where a body is optional): a
+/// top-level array is refused, although serde would read a struct from one. A number with a
+/// zero fraction (`3.0`) is an integer to JSON Schema, and so to the OpenAPI document: where
+/// an integer field refuses one, the body is read again with such numbers as integers.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::bad_request("invalid_request", "the request body must be a JSON object"));
+    }
+    let first = match parse_exact(bytes) {
+        Ok(value) => return Ok(value),
+        Err(e) => e,
+    };
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Err(first);
+    };
+    if !integral_floats_to_integers(&mut value) {
+        return Err(first);
+    }
+    serde_path_to_error::deserialize(value).map_err(|_| first)
+}
+
+fn parse_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| json_error(&e))?;
     deserializer.end().map_err(|e| ApiError::bad_request("invalid_json", format!("invalid JSON: {e}")))?;
     Ok(value)
+}
+
+/// Turns every exact float with a zero fraction into that integer; whether any was.
+fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            // Only where the float is exact (|f| ≤ 2^53): a larger one may be a rounded integer
+            // out of range, which must stay refused.
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() <= 2f64.powi(53) => {
+                #[allow(clippy::cast_possible_truncation)]
+                let integer = f as i64;
+                *value = Value::from(integer);
+                true
+            }
+            _ => false,
+        },
+        Value::Array(items) => items.iter_mut().fold(false, |any, v| integral_floats_to_integers(v) | any),
+        Value::Object(map) => map.values_mut().fold(false, |any, v| integral_floats_to_integers(v) | any),
+        _ => false,
+    }
 }
 
 fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {

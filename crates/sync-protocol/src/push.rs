@@ -55,7 +55,8 @@ pub enum Op {
 #[serde(deny_unknown_fields)]
 pub struct Change {
     /// The record's domain, e.g. `task`.
-    #[cfg_attr(feature = "openapi", schema(example = "task"))]
+    /// (No NUL characters: a text column cannot hold them, and such a push is 400.)
+    #[cfg_attr(feature = "openapi", schema(example = "task", pattern = r"^[^\u0000]*$"))]
     pub domain: String,
     pub mobile_id: Uuid,
     /// The version the device edited (0: the device believes the record is new).
@@ -75,8 +76,9 @@ pub struct Change {
     /// Default `medium`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<Priority>,
-    /// The business unit.
+    /// The business unit (no NUL characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\u0000]*$"))]
     pub bu: Option<String>,
 }
 

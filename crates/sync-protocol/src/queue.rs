@@ -37,8 +37,9 @@ pub struct PartialSyncRequest {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>, minimum = 1, maximum = 4294967295.0))]
     pub max_items: Option<u32>,
     /// `excellent`, `good`, `fair` or `poor` (sets the default `max_items`; anything else
-    /// counts as unknown).
+    /// counts as unknown; no NUL characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[^\u0000]*$"))]
     pub network_quality: Option<String>,
 }
 
