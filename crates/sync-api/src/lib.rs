@@ -2,6 +2,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod graphql;
 pub mod openapi;
