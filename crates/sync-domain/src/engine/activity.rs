@@ -191,10 +191,11 @@ impl SyncEngine {
                 let to = OffsetDateTime::now_utc();
                 let from = to - Duration::minutes(i64::from(minutes));
                 let until = micros::from_datetime(to) + 1;
-                let events = store::list_sync_events(conn, &tenant, micros::from_datetime(from), Some(until))?
-                    .iter()
-                    .map(sync_event)
-                    .collect::<Result<Vec<_>>>()?;
+                let events =
+                    store::list_sync_events(conn, &tenant, micros::from_datetime(from), Some(until))?
+                        .iter()
+                        .map(sync_event)
+                        .collect::<Result<Vec<_>>>()?;
                 let active_since = micros::from_datetime(to - Duration::minutes(ACTIVE_DEVICE_MINUTES));
                 let active = store::count_active_devices(conn, &tenant, active_since)?;
                 Ok(Activity {
@@ -270,7 +271,14 @@ mod tests {
     use sync_metrics::SyncKind;
     use time::macros::datetime;
 
-    fn event(at: OffsetDateTime, device: &str, success: bool, ms: f64, changes: u64, conflicts: u64) -> SyncEvent {
+    fn event(
+        at: OffsetDateTime,
+        device: &str,
+        success: bool,
+        ms: f64,
+        changes: u64,
+        conflicts: u64,
+    ) -> SyncEvent {
         SyncEvent {
             at,
             tenant: "t".into(),
@@ -316,7 +324,8 @@ mod tests {
     #[test]
     fn the_summary_divides_by_the_window() {
         let from = datetime!(2026-12-01 10:00:00 UTC);
-        let events: Vec<_> = (0..6).map(|i| event(from + Duration::minutes(i), "a", i != 0, 1.0, 1, 0)).collect();
+        let events: Vec<_> =
+            (0..6).map(|i| event(from + Duration::minutes(i), "a", i != 0, 1.0, 1, 0)).collect();
         let s = activity_summary(&events, 3);
         assert_eq!((s.syncs, s.failed, s.devices), (6, 1, 1));
         assert!((s.syncs_per_minute - 2.0).abs() < 1e-9);

@@ -13,8 +13,8 @@ mod queue;
 use std::sync::Arc;
 
 pub use activity::{
-    ACTIVE_DEVICE_MINUTES, Activity, ActivityBucket, ActivitySummary, DeviceList, DeviceSyncView, DeviceSyncs,
-    MAX_ACTIVITY_MINUTES, MAX_DEVICE_LIST, MAX_DEVICE_SYNCS, activity_buckets, activity_summary,
+    ACTIVE_DEVICE_MINUTES, Activity, ActivityBucket, ActivitySummary, DeviceList, DeviceSyncView,
+    DeviceSyncs, MAX_ACTIVITY_MINUTES, MAX_DEVICE_LIST, MAX_DEVICE_SYNCS, activity_buckets, activity_summary,
 };
 pub use admin::{Choice, ConflictView, PolicyUpdate, PolicyView, ResolveRequest, ResolveResponse};
 pub use analytics::{

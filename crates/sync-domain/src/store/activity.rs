@@ -1,7 +1,6 @@
 //! What the operator console reads beyond the dashboard: every device's health, one device's
 //! recent sync events and the devices active since a time.
 
-use diesel::dsl::count_distinct;
 use diesel::prelude::*;
 
 use super::{DeviceHealthRow, SyncEventRow};
@@ -37,9 +36,11 @@ pub fn recent_device_sync_events(
 
 /// How many distinct devices of a tenant have a sync event at or after `since` (µs).
 pub fn count_active_devices(conn: &mut DbConnection, tenant: &str, since: i64) -> Result<i64> {
-    Ok(sync_events::table
+    let devices: Vec<String> = sync_events::table
         .filter(sync_events::tenant_id.eq(tenant))
         .filter(sync_events::at.ge(since))
-        .select(count_distinct(sync_events::device_id))
-        .first(conn)?)
+        .select(sync_events::device_id)
+        .distinct()
+        .load(conn)?;
+    Ok(i64::try_from(devices.len()).unwrap_or(i64::MAX))
 }

@@ -39,7 +39,10 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
         _ => {
             let message = "console browser tests need `chromium` and `chromedriver` \
                            (Debian: apt-get install -y chromium chromium-driver)";
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}; they are required under CI=true");
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{message}; they are required under CI=true"
+            );
             eprintln!("SKIPPED: {message}");
             None
         }
@@ -202,12 +205,27 @@ async fn seed(api: &Api, ann: &str, bob: &str, cid: &str) {
     api.push(bob, "b1", "d-bob", vec![change("task", 1, 1, task("Pump 1 by Bob"))]).await;
     let auto = api.push(ann, "a2", "d-ann", vec![change("task", 1, 1, task("Pump 1 by Ann"))]).await;
     assert!(auto["results"][0]["conflict"].is_object(), "{auto}");
-    api.push(ann, "a3", "d-ann", vec![change("journal", 10, 0, json!({"title": "Shift log", "notes": "calm"}))])
-        .await;
-    api.push(ann, "a4", "d-ann", vec![change("journal", 10, 1, json!({"title": "Shift log", "notes": "busy"}))])
-        .await;
+    api.push(
+        ann,
+        "a3",
+        "d-ann",
+        vec![change("journal", 10, 0, json!({"title": "Shift log", "notes": "calm"}))],
+    )
+    .await;
+    api.push(
+        ann,
+        "a4",
+        "d-ann",
+        vec![change("journal", 10, 1, json!({"title": "Shift log", "notes": "busy"}))],
+    )
+    .await;
     let manual = api
-        .push(bob, "b2", "d-bob", vec![change("journal", 10, 1, json!({"title": "Shift log", "notes": "quiet"}))])
+        .push(
+            bob,
+            "b2",
+            "d-bob",
+            vec![change("journal", 10, 1, json!({"title": "Shift log", "notes": "quiet"}))],
+        )
         .await;
     assert_eq!(manual["results"][0]["outcome"], "manual_required", "{manual}");
     let r = api
@@ -276,7 +294,9 @@ async fn run(client: &Client, base: &str, api: &Api, admin: &str, device: &str, 
 
     // A wrong token and a device token are refused with a clear message.
     sign_in(client, "sf_not_a_token").await;
-    let error = wait_js(client, "the error", "return document.getElementById('signin-error').textContent || null").await;
+    let error =
+        wait_js(client, "the error", "return document.getElementById('signin-error').textContent || null")
+            .await;
     assert!(error.as_str().unwrap().contains("not valid"), "{error}");
     screenshot(client, "0-wrong-token").await;
     sign_in(client, device).await;
@@ -305,8 +325,12 @@ async fn run(client: &Client, base: &str, api: &Api, admin: &str, device: &str, 
     )
     .await;
     let activity = api.get("/api/v1/sync/activity?minutes=60").await;
-    let shown: Vec<Value> =
-        shown.as_array().unwrap().iter().map(|v| v.as_str().unwrap().parse::<f64>().unwrap().into()).collect();
+    let shown: Vec<Value> = shown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().parse::<f64>().unwrap().into())
+        .collect();
     assert_eq!(activity["active_devices_15m"], json!(3));
     assert!(close(&shown[0], &activity["active_devices_15m"]), "{shown:?} {activity}");
     assert!(close(&shown[1], &activity["summary"]["syncs_per_minute"]), "{shown:?} {activity}");
@@ -329,14 +353,21 @@ async fn run(client: &Client, base: &str, api: &Api, admin: &str, device: &str, 
     )
     .await;
     let list = api.get("/api/v1/sync/devices").await;
-    let api_rows: Vec<Value> = list["devices"].as_array().unwrap().iter().map(|d| d["device_id"].clone()).collect();
+    let api_rows: Vec<Value> =
+        list["devices"].as_array().unwrap().iter().map(|d| d["device_id"].clone()).collect();
     assert_eq!(rows.as_array().unwrap(), &api_rows);
     assert_eq!(api_rows.len(), 3);
     screenshot(client, "2-devices").await;
 
     // A push made now appears without a reload.
-    api.push(dan, "d1", "d-dan", vec![change("task", 20, 0, json!({"title": "New", "status": "ASSIGNED"}))]).await;
-    wait_js(client, "the new device", "return !!document.querySelector('#device-table tr[data-device=\"d-dan\"]')").await;
+    api.push(dan, "d1", "d-dan", vec![change("task", 20, 0, json!({"title": "New", "status": "ASSIGNED"}))])
+        .await;
+    wait_js(
+        client,
+        "the new device",
+        "return !!document.querySelector('#device-table tr[data-device=\"d-dan\"]')",
+    )
+    .await;
     assert_eq!(js(client, "return window.__sameDocument || null").await, json!("yes"));
     let state = js(client, "return document.getElementById('live').dataset.state").await;
     assert!(["live", "polling"].contains(&state.as_str().unwrap()), "{state}");
@@ -357,7 +388,9 @@ async fn run(client: &Client, base: &str, api: &Api, admin: &str, device: &str, 
     // Conflicts: the manual one, its differing field marked; resolve it with the client's data.
     click(client, "a[data-panel=conflicts]").await;
     wait_js(client, "the conflict card", "return !!document.querySelector('.conflict')").await;
-    let differs = js(client, "return [...document.querySelectorAll('.conflict tr.differs')].map(r => r.dataset.field)").await;
+    let differs =
+        js(client, "return [...document.querySelectorAll('.conflict tr.differs')].map(r => r.dataset.field)")
+            .await;
     assert_eq!(differs, json!(["notes"]));
     let pending = api.get("/api/v1/sync/conflicts?status=pending").await;
     assert_eq!(pending.as_array().unwrap().len(), 1);
@@ -372,8 +405,12 @@ async fn run(client: &Client, base: &str, api: &Api, admin: &str, device: &str, 
 
     // Alerts and policies.
     click(client, "a[data-panel=alerts]").await;
-    wait_js(client, "the alert state", "return document.querySelector('.state[data-for=alerts]').textContent || null")
-        .await;
+    wait_js(
+        client,
+        "the alert state",
+        "return document.querySelector('.state[data-for=alerts]').textContent || null",
+    )
+    .await;
     screenshot(client, "5-alerts").await;
     click(client, "a[data-panel=policies]").await;
     let journal = wait_js(

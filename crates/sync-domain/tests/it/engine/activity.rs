@@ -18,7 +18,10 @@ async fn activity_counts_the_recorded_syncs(db: Database) {
     push(&engine, &bob, "d-bob", "k1", vec![upsert("task", id(1), 1, task("Bob", "ASSIGNED"), 5)]).await;
     // Ann edits the version Bob changed: one conflict.
     push(&engine, &ann, "d-ann", "k2", vec![upsert("task", id(1), 1, task("Ann", "ASSIGNED"), 9)]).await;
-    engine.pull(&ann, PullRequest { device_id: Some("d-ann".into()), ..Default::default() }, false).await.unwrap();
+    engine
+        .pull(&ann, PullRequest { device_id: Some("d-ann".into()), ..Default::default() }, false)
+        .await
+        .unwrap();
     // Another tenant's syncs are not counted.
     let eve = device("evil", "eve");
     push(&engine, &eve, "d-eve", "k1", vec![upsert("task", id(1), 0, task("E", "ASSIGNED"), 0)]).await;
@@ -84,4 +87,7 @@ async fn devices_are_listed_worst_first_with_their_syncs(db: Database) {
     assert_eq!(engine.device_syncs(&ann, "d-ann", None).await.unwrap_err().http_status(), 403);
 }
 
-sync_domain::backend_tests!(activity_counts_the_recorded_syncs, devices_are_listed_worst_first_with_their_syncs);
+sync_domain::backend_tests!(
+    activity_counts_the_recorded_syncs,
+    devices_are_listed_worst_first_with_their_syncs
+);
