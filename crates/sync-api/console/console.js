@@ -36,6 +36,7 @@ window.addEventListener("unhandledrejection", (e) => window.__consoleErrors.push
     wsRetryTimer: null,
     refreshTimer: null,
     refreshing: false,
+    again: false,
     editing: new Set(),
   };
 
@@ -546,7 +547,12 @@ window.addEventListener("unhandledrejection", (e) => window.__consoleErrors.push
   }
 
   async function refresh() {
-    if (!token() || state.refreshing) return;
+    if (!token()) return;
+    if (state.refreshing) {
+      // A refresh is under way (maybe of another panel): run again when it ends.
+      state.again = true;
+      return;
+    }
     state.refreshing = true;
     const panel = state.panel;
     try {
@@ -564,6 +570,10 @@ window.addEventListener("unhandledrejection", (e) => window.__consoleErrors.push
       }
     } finally {
       state.refreshing = false;
+      if (state.again) {
+        state.again = false;
+        scheduleRefresh(0);
+      }
     }
   }
 
