@@ -194,7 +194,7 @@ async fn seed(api: &Api, ann: &str, bob: &str, cid: &str) {
         .http
         .put(format!("{}/api/v1/sync/policies/journal", api.base))
         .bearer_auth(&api.admin)
-        .json(&json!({"policy": "manual"}))
+        .json(&json!({"policy": "manual", "auto_resolve": false}))
         .send()
         .await
         .unwrap();
