@@ -322,6 +322,15 @@ pub fn report_html(reports: &[Report]) -> Result<String> {
 mod tests {
     use super::*;
 
+    /// The trimmed contents of the SVG's `<text>` elements.
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| t.split_once('>').and_then(|(_, rest)| rest.split_once("</text>")))
+            .map(|(content, _)| content.trim().to_owned())
+            .collect()
+    }
+
     #[test]
     fn a_line_chart_has_each_series_and_its_points() {
         let series = [
@@ -330,9 +339,18 @@ mod tests {
         ];
         let svg = line_chart("Push throughput", "devices", "changes/s", &series, None).unwrap();
         assert!(svg.starts_with("<svg") || svg.contains("<svg"), "{svg}");
-        assert!(svg.contains(">sqlite<") && svg.contains(">postgres<"), "the legend names both series");
-        assert!(svg.contains("Push throughput"));
-        assert_eq!(svg.matches("<polyline").count(), 2 + 2, "two lines plus two legend marks");
+        let texts = texts(&svg);
+        for name in ["sqlite", "postgres", "Push throughput", "changes/s"] {
+            assert!(texts.iter().any(|t| t == name), "{name} in {texts:?}");
+        }
+        for colour in ["#0B5CAD", "#CF222E"] {
+            let lines = svg
+                .split("<polyline")
+                .skip(1)
+                .filter(|p| p.contains(&format!("stroke=\"{colour}\"")))
+                .count();
+            assert_eq!(lines, 2, "a line and a legend mark in {colour}");
+        }
         assert_eq!(svg.matches("<circle").count(), 6, "one marker per point");
     }
 
@@ -343,8 +361,10 @@ mod tests {
             Bars { name: "postgres".into(), values: vec![30.0, 0.0] },
         ];
         let svg = bar_chart("Pull rates", "records/s", &["initial", "incremental"], &bars).unwrap();
-        assert!(svg.contains(">initial<") && svg.contains(">incremental<"), "{svg}");
-        assert!(svg.contains(">sqlite<") && svg.contains(">postgres<"));
+        let texts = texts(&svg);
+        for name in ["initial", "incremental", "sqlite", "postgres", "Pull rates"] {
+            assert!(texts.iter().any(|t| t == name), "{name} in {texts:?}");
+        }
         // Four bars and two legend swatches, beside the background and the plot frame.
         let filled = svg.matches("fill=\"#0B5CAD\"").count() + svg.matches("fill=\"#CF222E\"").count();
         assert_eq!(filled, 4 + 2, "{svg}");
