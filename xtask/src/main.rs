@@ -25,10 +25,12 @@ tasks:
   migration-template --table T --backend sqlite|postgres [--with-conflicts] [--tenant-column C]
                           print the SQL that adds the sync columns to an existing table
   simulate --scenario NAME [--devices N] [--duration 30s] [--database sqlite|postgres|all] [--url URL]
+           [--json report.json] [--html report.html]
                           run a device-fleet scenario against a server (started here unless --url),
                           print the report, exit non-zero if an invariant fails (`-- --help`: all options)
   bench [--database sqlite|postgres|all] [--quick]
                           the end-to-end benchmark; writes its section of docs/benchmarks.md
+                          and its SVG charts next to it
 ";
 
 fn main() -> ExitCode {

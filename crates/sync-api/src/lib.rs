@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod cors;
+pub mod console;
 pub mod error;
 pub mod graphql;
 pub mod limits;

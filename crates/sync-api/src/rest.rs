@@ -73,6 +73,7 @@ pub fn router(api: SyncApi) -> Router {
         .route_layer(middleware::from_fn_with_state(api.clone(), track));
     let router = Router::new()
         .merge(sync_routes)
+        .merge(crate::console::routes())
         .route(paths::HEALTHZ, get(healthz))
         .route(paths::READYZ, get(readyz))
         .route(paths::METRICS, get(metrics))

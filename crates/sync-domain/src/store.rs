@@ -13,6 +13,7 @@
 //! - batched reads and writes chunk their input so that no statement exceeds the backends'
 //!   bound-parameter limits.
 
+mod activity;
 mod analytics;
 mod conflicts;
 mod devices;
@@ -22,6 +23,7 @@ mod tenants;
 
 use std::fmt;
 
+pub use activity::{count_active_devices, list_device_health, recent_device_sync_events};
 pub use analytics::{
     AlertRow, SnapshotRow, SyncEventKind, SyncEventRow, insert_alert, insert_snapshot, insert_sync_event,
     latest_snapshot, list_alerts, list_snapshots, list_sync_events,

@@ -526,5 +526,13 @@ pub fn markdown(results: &[BackendResults], machine: &str, date: &str, options: 
             );
         }
     }
+    let _ = writeln!(out, "\n### Charts\n");
+    for (file, alt) in [
+        ("bench-throughput.svg", "Push throughput by concurrency per backend"),
+        ("bench-latency.svg", "Latency distributions"),
+        ("bench-pull-rates.svg", "Pull rates"),
+    ] {
+        let _ = writeln!(out, "![{alt}]({file})\n");
+    }
     out
 }

@@ -44,6 +44,9 @@ pub enum Error {
     /// Starting, reaching or stopping a server failed.
     #[error("server: {0}")]
     Server(String),
+    /// A chart could not be drawn.
+    #[error("chart: {0}")]
+    Chart(String),
     /// A report could not be written.
     #[error("{path}: {source}")]
     Io {

@@ -10,10 +10,12 @@
 //! - [`Scenario`] presets (`basic_sync`, `high_conflict`, `network_issues`, `offline_burst`,
 //!   `initial_sync`), [`run`] them against a server, and read the [`Report`] with the
 //!   [`invariants`]' verdicts.
-//! - [`bench`]: the end-to-end benchmark behind `cargo xtask bench`.
+//! - [`bench`]: the end-to-end benchmark behind `cargo xtask bench`; [`charts`]: its SVG
+//!   charts and the simulator's HTML report.
 #![doc = include_str!("../README.md")]
 
 pub mod bench;
+pub mod charts;
 pub mod client;
 pub mod device;
 pub mod error;

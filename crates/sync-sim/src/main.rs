@@ -82,6 +82,9 @@ struct SimulateArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also write the report as a self-contained HTML page with charts to this file.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// The sync-server binary (default: next to this one).
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -100,6 +103,9 @@ struct BenchArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the SVG charts to this directory (default: next to --out, on a full run).
+    #[arg(long)]
+    charts: Option<PathBuf>,
     #[arg(long)]
     server_bin: Option<PathBuf>,
 }
@@ -216,6 +222,10 @@ async fn simulate(args: SimulateArgs) -> Result<bool> {
         };
         write(path, &json)?;
     }
+    if let Some(path) = &args.html {
+        write(path, &sync_sim::charts::report_html(&reports)?)?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(reports.iter().all(|r: &Report| r.passed))
 }
 
@@ -240,6 +250,20 @@ async fn bench(args: BenchArgs) -> Result<bool> {
         let old = std::fs::read_to_string(&args.out).unwrap_or_default();
         write(&args.out, &replace_section(&old, &section))?;
         eprintln!("wrote {}", args.out.display());
+    }
+    // The charts go next to the Markdown that links them, or where asked.
+    let charts = match &args.charts {
+        Some(dir) => Some(dir.clone()),
+        None if !args.quick => Some(args.out.parent().unwrap_or_else(|| Path::new(".")).to_path_buf()),
+        None => None,
+    };
+    if let Some(dir) = charts {
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
+        for (file, svg) in sync_sim::charts::bench_charts(&results)? {
+            write(&dir.join(file), &svg)?;
+            eprintln!("wrote {}", dir.join(file).display());
+        }
     }
     Ok(true)
 }

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod common;
+mod console;
 mod endpoints;
 mod laws;
 mod limits;

@@ -66,7 +66,7 @@ fn snapshot_view(row: &SnapshotRow) -> Result<SnapshotView> {
     })
 }
 
-fn health_view(row: &DeviceHealthRow, now: OffsetDateTime) -> Result<DeviceHealthView> {
+pub(super) fn health_view(row: &DeviceHealthRow, now: OffsetDateTime) -> Result<DeviceHealthView> {
     let health = health_from_row(row);
     Ok(DeviceHealthView {
         device_id: row.device_id.clone(),
@@ -95,7 +95,7 @@ fn alert_view(row: AlertRow) -> Result<AlertView> {
     })
 }
 
-fn sync_event(row: &SyncEventRow) -> Result<SyncEvent> {
+pub(super) fn sync_event(row: &SyncEventRow) -> Result<SyncEvent> {
     let domains: BTreeMap<String, Value> = serde_json::from_str(&row.domains).unwrap_or_default();
     let count = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
     Ok(SyncEvent {

@@ -1,6 +1,7 @@
 //! The sync engine: push, pull, queue management, conflicts, policies and analytics over the
 //! storage layer.
 
+mod activity;
 mod admin;
 mod analytics;
 mod decide;
@@ -11,6 +12,10 @@ mod queue;
 
 use std::sync::Arc;
 
+pub use activity::{
+    ACTIVE_DEVICE_MINUTES, Activity, ActivityBucket, ActivitySummary, DeviceList, DeviceSyncView,
+    DeviceSyncs, MAX_ACTIVITY_MINUTES, MAX_DEVICE_LIST, MAX_DEVICE_SYNCS, activity_buckets, activity_summary,
+};
 pub use admin::{Choice, ConflictView, PolicyUpdate, PolicyView, ResolveRequest, ResolveResponse};
 pub use analytics::{
     AlertView, ConflictReportRow, Dashboard, DeviceHealthView, MAX_SNAPSHOT_WINDOW_HOURS,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod console;
 mod e2e;
 mod exit_status;
 mod jobs;

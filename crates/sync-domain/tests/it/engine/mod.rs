@@ -1,6 +1,7 @@
 //! Engine tests: push, pull, conflicts, queue, analytics and purge through the public
 //! `SyncEngine` API, each on SQLite and PostgreSQL.
 
+mod activity;
 mod analytics;
 mod concurrency;
 mod conflicts;
