@@ -73,12 +73,12 @@ async fn the_error_body_schema_says_details_is_an_object_or_null() {
         ApiError::Forbidden("x".into()),
         ApiError::NotFound("x".into()),
         ApiError::MethodNotAllowed,
-        ApiError::Conflict("x".into()),
-        ApiError::ResyncRequired,
+        ApiError::Engine(sync_domain::Error::Conflict("x".into())),
+        ApiError::Engine(sync_domain::Error::ResyncRequired),
         ApiError::PayloadTooLarge("x".into()),
         ApiError::UnsupportedEncoding("x".into()),
         ApiError::Unprocessable { code: "validation", message: "x".into() },
-        ApiError::Unavailable("x".into()),
+        ApiError::Engine(sync_domain::Error::Unavailable("x".into())),
         ApiError::Internal("x".into()),
     ];
     for error in errors {
