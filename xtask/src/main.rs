@@ -56,7 +56,7 @@ fn run(args: &[String]) -> Result<()> {
             let problems = tidy::check(&root())?;
             report_tidy(&problems)
         }
-        "schemathesis" => schemathesis::run(rest.first().map(String::as_str).unwrap_or("all")),
+        "schemathesis" => schemathesis::run(rest.first().map(String::as_str).unwrap_or("all"), &[]),
         "migration-template" => migration_template(rest),
         "simulate" => sync_sim("simulate", rest),
         "bench" => sync_sim("bench", rest),
@@ -117,7 +117,7 @@ fn ci() -> Result<()> {
     cargo_env(&["test", "--workspace", "--all-targets", "--locked", "--no-run"], &lint)?;
     run_tests("all", &lint)?;
     report_tidy(&tidy::check(&root())?)?;
-    schemathesis::run("all")?;
+    schemathesis::run("all", &lint)?;
     let has_deny =
         Command::new("cargo").args(["deny", "--version"]).output().is_ok_and(|o| o.status.success());
     if has_deny {

@@ -54,8 +54,9 @@ fn in_ci() -> bool {
     env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
-/// `cargo xtask schemathesis [sqlite|postgres|all]`.
-pub fn run(backend: &str) -> Result<()> {
+/// `cargo xtask schemathesis [sqlite|postgres|all]`; `envs` are those of the build to reuse
+/// (`xtask ci` builds with clippy as the workspace's compiler).
+pub fn run(backend: &str, envs: &[(&str, &str)]) -> Result<()> {
     if !matches!(backend, "sqlite" | "postgres" | "all") {
         bail!("unknown backend `{backend}` (expected sqlite, postgres or all)");
     }
@@ -73,7 +74,7 @@ pub fn run(backend: &str) -> Result<()> {
     // The workspace's test build makes `target/debug/sync-server` too, with the features the
     // tests unify; building it this way reuses what `xtask ci` just built for the tests (a plain
     // `cargo build -p sync-server` would resolve other features and compile much again).
-    crate::cargo(&["test", "--workspace", "--locked", "--no-run"])?;
+    crate::cargo_env(&["test", "--workspace", "--locked", "--no-run"], envs)?;
     let server = target_dir().join("debug").join(format!("sync-server{}", env::consts::EXE_SUFFIX));
     let started = Instant::now();
     if matches!(backend, "sqlite" | "all") {
@@ -101,11 +102,10 @@ fn against(schemathesis: &Path, server: &Path, name: &str, url: &str, dir: &Path
     let config = dir.join("sync.toml");
     // The server is configured for a fuzzer: the run sends a few thousand requests in a
     // minute from two tokens.
-    // RATE LIMITS (h13a): once the rate-limit keys of PROTOCOL.md section 9 exist in
-    // sync-server's config, raise them here (e.g. a per-token budget well above the run's
-    // request count) so that schemathesis is not answered 429 into noise. Until then there
-    // is nothing to configure.
-    fs::write(&config, "[sync]\n").context("writing the server's config")?;
+    // Its rate limits are off (0), so that schemathesis is not answered 429 into noise; the
+    // 429 answers themselves are tested in sync-api.
+    fs::write(&config, "[sync]\n\n[limits]\nrate_limit_per_minute = 0\nrate_limit_burst = 0\nmax_concurrent_pushes_per_tenant = 0\n")
+        .context("writing the server's config")?;
     let sync_server = |args: &[&str]| -> Result<String> {
         let output = Command::new(server)
             .args(args)

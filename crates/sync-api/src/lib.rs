@@ -2,8 +2,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod auth;
-pub mod cors;
 pub mod console;
+pub mod cors;
 pub mod error;
 pub mod graphql;
 pub mod limits;
