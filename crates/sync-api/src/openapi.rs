@@ -8,7 +8,9 @@
 //! running server configures: the domain names a pull accepts and the limits.
 
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder,
 };
@@ -341,7 +343,39 @@ pub fn document_with(settings: &Settings) -> Document {
     {
         changes.max_items = Some(settings.max_push_changes);
     }
+    if let Some(components) = doc.components.as_mut() {
+        components.schemas.insert("ResolveRequest".to_owned(), RefOr::T(resolve_request_schema()));
+    }
     doc
+}
+
+/// `ResolveRequest` as the server reads it: `data` (a JSON object) goes with `choose = custom`
+/// and only with it, a rule of two fields that the derived schema cannot state.
+fn resolve_request_schema() -> Schema {
+    let choose = |values: &[&str]| {
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values.iter().copied()))
+    };
+    let closed = || Some(AdditionalProperties::<Schema>::FreeForm(false));
+    let chosen_state = ObjectBuilder::new()
+        .property("choose", choose(&["client", "server"]))
+        .property("data", ObjectBuilder::new().schema_type(Type::Null))
+        .required("choose")
+        .additional_properties(closed());
+    let custom = ObjectBuilder::new()
+        .property("choose", choose(&["custom"]))
+        .property("data", ObjectBuilder::new().schema_type(Type::Object))
+        .required("choose")
+        .required("data")
+        .additional_properties(closed());
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(chosen_state)
+            .item(custom)
+            .description(Some(
+                "The state an admin chose: the client's, the server's, or `custom` with its `data`.",
+            ))
+            .build(),
+    )
 }
 
 /// The document of `api`'s server as pretty JSON (what `GET /api/openapi.json` serves).
