@@ -33,6 +33,9 @@ fn assert_once_per_period(times: &[i64]) {
 fn leader_of(servers: &mut [&mut Server]) -> Option<usize> {
     let mut leader = None;
     for (i, server) in servers.iter_mut().enumerate() {
+        if server.early_log.iter().any(|line| line.contains("this node now runs the scheduled jobs")) {
+            leader = Some(i);
+        }
         while let Ok(line) = server.log.try_recv() {
             if line.contains("this node now runs the scheduled jobs") {
                 leader = Some(i);

@@ -49,6 +49,8 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub log: mpsc::Receiver<String>,
+    /// What the server logged before its address (a scheduler may start first).
+    pub early_log: Vec<String>,
 }
 
 impl Server {
@@ -66,13 +68,15 @@ impl Server {
                 }
             }
         });
+        let mut early_log = Vec::new();
         let base = loop {
             let line = rx.recv_timeout(START_TIMEOUT).expect("the server did not log its address");
             if let Some((_, rest)) = line.split_once("listening on ") {
                 break rest.split_whitespace().next().unwrap().to_owned();
             }
+            early_log.push(line);
         };
-        Server { child, base, log: rx }
+        Server { child, base, log: rx, early_log }
     }
 
     pub fn url(&self, path: &str) -> String {
