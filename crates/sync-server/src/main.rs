@@ -58,8 +58,8 @@ enum Command {
         /// A tenant id, or `all`.
         #[arg(long, default_value = "all")]
         tenant: String,
-        /// Hours back from now (1 to the engine's bound, 744).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=MAX_SNAPSHOT_WINDOW_HOURS))]
+        /// Hours back from now (1 to the engine's bound, 8784).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(MIN_SNAPSHOT_WINDOW_HOURS..=MAX_SNAPSHOT_WINDOW_HOURS))]
         window_hours: i64,
     },
     /// List devices whose health score is below the threshold.
@@ -77,9 +77,9 @@ enum Command {
     },
 }
 
-/// The longest snapshot window the engine accepts (`SyncEngine::create_snapshot`: 1 to 744
-/// hours, 31 days), so that the command line refuses what the engine would (exit 2, not 1).
-const MAX_SNAPSHOT_WINDOW_HOURS: i64 = 24 * 31;
+// The snapshot window bounds of the engine, so that the command line refuses what the engine
+// would (exit 2, not 1).
+use sync_domain::engine::{MAX_SNAPSHOT_WINDOW_HOURS, MIN_SNAPSHOT_WINDOW_HOURS};
 
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
