@@ -24,7 +24,7 @@ tasks:
                           (schemathesis --checks all, admin and device tokens; part of ci)
   migration-template --table T --backend sqlite|postgres [--with-conflicts] [--tenant-column C]
                           print the SQL that adds the sync columns to an existing table
-  simulate --scenario NAME [--devices N] [--duration 30s] [--database sqlite|postgres|all] [--url URL]
+  simulate --scenario NAME [--devices N] [--duration 30s] [--database sqlite|postgres|all] [--nodes N] [--url URL]
            [--json report.json] [--html report.html]
                           run a device-fleet scenario against a server (started here unless --url),
                           print the report, exit non-zero if an invariant fails (`-- --help`: all options)

@@ -202,7 +202,9 @@ impl Producer {
                     limit,
                     generation,
                 );
-                let reply = match self.reader.read(principal, key).await {
+                // Boxed: the read's future is large, and this task lives as long as the stream;
+                // inline, every idle stream would keep room for a read it is not doing.
+                let reply = match Box::pin(self.reader.read(principal, key)).await {
                     Ok(reply) => reply,
                     Err(e) if e.is_resync_required() => {
                         self.send(LiveEvent::ResyncRequired)?;
@@ -215,7 +217,7 @@ impl Producer {
                 if !reply.response.changes.is_empty() {
                     self.send(LiveEvent::Changes(reply))?;
                     if let Some(device) = &request.device_id
-                        && let Err(e) = self.engine.remember_cursor(principal, device, &next).await
+                        && let Err(e) = Box::pin(self.engine.remember_cursor(principal, device, &next)).await
                     {
                         tracing::debug!(error = %e, "remembering a live device cursor failed");
                     }
@@ -239,7 +241,7 @@ impl Producer {
                             return Err(Stop::Quiet);
                         }
                         watch.admin.borrow_and_update();
-                        self.admin_events(principal, &mut admin_since, &mut told).await?;
+                        Box::pin(self.admin_events(principal, &mut admin_since, &mut told)).await?;
                     }
                     _ = beat.tick() => self.send(LiveEvent::Heartbeat)?,
                     () = crate::hub::until_set(&mut shutdown) => return Err(Stop::Close(CloseReason::Shutdown)),
@@ -289,4 +291,52 @@ impl Producer {
 
 fn failure(e: &LiveError) -> String {
     e.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    /// An idle stream's task keeps its future's full size for as long as the stream is open:
+    /// the large futures (reads, admin events) are boxed so that this stays small.
+    #[test]
+    fn a_subscription_task_is_small() {
+        fn size_of_run() -> usize {
+            let hub = crate::hub::Hub::new(crate::LiveConfig::default());
+            let db = match sync_domain::Database::connect("sqlite::memory:", sync_domain::ConnectOptions::default()) {
+                Ok(db) => db,
+                Err(e) => panic!("{e}"),
+            };
+            let engine = sync_domain::SyncEngine::new(
+                db,
+                sync_domain::SyncConfig::default(),
+                sync_domain::domains::DomainRegistry::builtin(),
+            );
+            let reader = crate::reader::Reader::new(engine.clone(), hub.clone());
+            let (tx, _rx) = tokio::sync::mpsc::channel(1);
+            let producer = super::Producer {
+                hub: hub.clone(),
+                reader,
+                engine,
+                request: super::StreamRequest {
+                    principal: sync_domain::store::Principal {
+                        tenant: "t".into(),
+                        user: "u".into(),
+                        role: sync_domain::store::Role::Device,
+                        units: None,
+                    },
+                    cursor: None,
+                    domains: None,
+                    delta: false,
+                    device_id: None,
+                    token_key: "k".into(),
+                },
+                tx,
+                closed: std::sync::Arc::default(),
+            };
+            let watch = hub.watch("t");
+            let guard = hub.register_stream("k");
+            std::mem::size_of_val(&producer.run(watch, 0, guard))
+        }
+        let size = size_of_run();
+        assert!(size < 4096, "a subscription task takes {size} bytes");
+    }
 }

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand, ValueEnum};
 use sync_api::{ApiOptions, SyncApi};
 use sync_domain::domains::DomainRegistry;
@@ -370,6 +371,13 @@ async fn serve(config: Config) -> Result<(), CliError> {
 
     tracing::info!(backend = %db.backend(), "listening on http://{address}");
     let closing = live.clone();
+    // No Nagle delay: a live stream writes small events, and each must leave at once rather
+    // than wait up to 40 ms for the acknowledgement of the one before.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, sync_api::router(api))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

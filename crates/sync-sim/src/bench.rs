@@ -546,7 +546,9 @@ pub fn markdown(results: &[BackendResults], machine: &str, date: &str, options: 
             );
         }
     }
-    crate::live_bench::markdown(&mut out, results);
+    let live: Vec<(&str, &crate::live_bench::LiveResults)> =
+        results.iter().map(|r| (r.backend.as_str(), &r.live)).collect();
+    crate::live_bench::markdown(&mut out, &live);
     let _ = writeln!(out, "\n### Charts\n");
     for (file, alt) in [
         ("bench-throughput.svg", "Push throughput by concurrency per backend"),

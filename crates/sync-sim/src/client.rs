@@ -122,6 +122,11 @@ impl SyncClient {
         self.send::<(), _>(Method::GET, "/api/v1/sync/pull", &query, None, None).await
     }
 
+    /// `GET /api/v1/sync/stream` from `cursor` (server-sent events).
+    pub async fn open_stream(&self, cursor: Option<&str>) -> Result<crate::sse::Sse> {
+        crate::sse::Sse::open(&self.http, &self.base_url, &self.token, cursor).await
+    }
+
     /// `GET /api/v1/sync/queue-status`.
     pub async fn queue_status(&self, device_id: &str) -> Result<Reply<QueueStatus>> {
         let query = [("device_id", device_id.to_owned())];

@@ -18,7 +18,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use sync_bandwidth::JsonPatch;
-use sync_domain::protocol::{Change, ChangeResult, Op, Outcome, PullRequest, PushRequest, RecordEnvelope};
+use sync_domain::protocol::{
+    Change, ChangeResult, Op, Outcome, PullRequest, PullResponse, PushRequest, RecordEnvelope,
+};
 use sync_model::Priority;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -111,7 +113,27 @@ pub struct Behaviour {
     pub think_time: (Duration, Duration),
     /// Pull with `delta=true`.
     pub delta: bool,
+    /// Follow a live stream while online (and pull only when it cannot be followed).
+    pub live: bool,
 }
+
+/// The live stream a device holds: a task reads its server-sent events and hands over each
+/// batch of changes; dropped (and the connection closed) when the device goes offline.
+#[derive(Debug)]
+struct LiveStream {
+    batches: tokio::sync::mpsc::Receiver<PullResponse>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LiveStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Batches one stream may have waiting before its reader stops reading (the server then
+/// disconnects it as too slow, and the device resumes by cursor).
+const STREAM_BUFFER: usize = 64;
 
 /// A simulated device.
 #[derive(Debug)]
@@ -133,6 +155,7 @@ pub struct Device {
     dirty: BTreeMap<RecordId, Pending>,
     outbox: VecDeque<Batch>,
     cursor: Option<String>,
+    stream: Option<LiveStream>,
     next_key: u64,
     /// The first response body of every idempotency key this device used.
     first_responses: HashMap<String, Vec<u8>>,
@@ -169,6 +192,7 @@ impl Device {
             dirty: BTreeMap::new(),
             outbox: VecDeque::new(),
             cursor: None,
+            stream: None,
             next_key: 0,
             first_responses: HashMap::new(),
             acks: Vec::new(),
@@ -228,9 +252,12 @@ impl Device {
                 if let Some(period) = self.network.offline_period(&mut self.rng) {
                     self.stats.offline_periods += 1;
                     offline_until = Some(Instant::now() + period);
+                    self.stream = None;
                 } else {
                     self.push_once(progress).await;
-                    if self.rng.random_bool(behaviour.pull_probability) {
+                    if behaviour.live {
+                        self.follow_stream(progress).await;
+                    } else if self.rng.random_bool(behaviour.pull_probability) {
                         self.pull_to_end(behaviour.delta, Some(20), progress).await;
                     }
                 }
@@ -612,6 +639,75 @@ impl Device {
         }
     }
 
+    /// Live: opens the stream at the device's cursor when it has none (or it ended), then
+    /// applies every batch it has delivered so far.
+    pub async fn follow_stream(&mut self, progress: &Progress) {
+        if self.stream.as_ref().is_none_or(|s| s.task.is_finished() && s.batches.is_empty()) {
+            self.stream = None;
+            match self.client.open_stream(self.cursor.as_deref()).await {
+                Ok(sse) => {
+                    self.stats.streams_opened += 1;
+                    let (tx, batches) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+                    let task = tokio::spawn(read_stream(sse, tx));
+                    self.stream = Some(LiveStream { batches, task });
+                }
+                Err(error) => {
+                    self.record_error(&error, "stream");
+                    return;
+                }
+            }
+        }
+        let mut batches = Vec::new();
+        if let Some(stream) = &mut self.stream {
+            while let Ok(batch) = stream.batches.try_recv() {
+                batches.push(batch);
+            }
+        }
+        for batch in batches {
+            self.take_batch(batch, progress);
+        }
+    }
+
+    /// Applies one batch a stream delivered, in cursor order.
+    fn take_batch(&mut self, batch: PullResponse, progress: &Progress) {
+        self.stats.stream_batches += 1;
+        if !self.apply_page(&batch.changes) {
+            // Streams send full records (no `delta`): a patch here is the server's fault.
+            self.violations.push(format!("{}: a stream sent a patch it was not asked for", self.id));
+            return;
+        }
+        progress.pulled.fetch_add(batch.changes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.cursor = Some(batch.cursor);
+    }
+
+    /// Live: waits until the stream alone brought every record `expected` lists (record, the
+    /// server's version) up to that version, or `timeout` passes; returns what is still missing.
+    pub async fn await_stream(
+        &mut self,
+        expected: &[(RecordId, i64)],
+        timeout: Duration,
+        progress: &Progress,
+    ) -> Vec<(RecordId, i64)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.follow_stream(progress).await;
+            let missing: Vec<(RecordId, i64)> = expected
+                .iter()
+                .filter(|(id, version)| self.replica.get(id).is_none_or(|held| held.version < *version))
+                .cloned()
+                .collect();
+            if missing.is_empty() || Instant::now() >= deadline {
+                return missing;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Closes the live stream, if any.
+    pub fn close_stream(&mut self) {
+        self.stream = None;
+    }
+
     /// Applies a pulled page; `false` (and nothing applied) when a delta's base is missing.
     fn apply_page(&mut self, changes: &[RecordEnvelope]) -> bool {
         let mut states = Vec::with_capacity(changes.len());
@@ -661,4 +757,21 @@ impl Device {
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Reads a stream's `changes` events into `batches` until it ends (resync, reconnect, a
+/// dropped connection) or the device closes it.
+async fn read_stream(mut sse: crate::sse::Sse, batches: tokio::sync::mpsc::Sender<PullResponse>) {
+    while let Ok(Some(event)) = sse.next().await {
+        match event.event.as_str() {
+            "changes" => {
+                let Ok(batch) = serde_json::from_str::<PullResponse>(&event.data) else { return };
+                if batches.send(batch).await.is_err() {
+                    return;
+                }
+            }
+            "heartbeat" | "conflict" | "alert" => {}
+            _ => return,
+        }
+    }
 }

@@ -57,6 +57,15 @@ pub struct ServerView {
 }
 
 impl ServerView {
+    /// Every record a device of `unit` may see, at the server's version.
+    pub fn visible_versions(&self, unit: &str) -> Vec<(RecordId, i64)> {
+        self.state
+            .iter()
+            .filter(|(_, r)| r.bu.as_deref().is_none_or(|bu| bu == unit))
+            .map(|(id, r)| (id.clone(), r.held.version))
+            .collect()
+    }
+
     /// From the final state and the database's history and conflict log.
     pub fn with_database(
         state: HashMap<RecordId, ServerRecord>,
@@ -339,6 +348,18 @@ fn protocol(violations: &[String], devices: usize) -> Invariant {
     inv.checked = devices as u64;
     for violation in violations {
         inv.fail(|| violation.clone());
+    }
+    inv
+}
+
+/// Live fleets: every change the server acknowledged before the drain reached every device
+/// that may see it through its live stream alone. `misses` are `(device, missing changes,
+/// an example)`, `checked` the (device, record) pairs checked.
+pub fn live_delivery(checked: u64, misses: &[(String, usize, String)]) -> Invariant {
+    let mut inv = Invariant::new("live_delivery");
+    inv.checked = checked;
+    for (device, missing, example) in misses {
+        inv.fail(|| format!("{device}: its live stream did not bring {missing} acknowledged change(s), e.g. {example}"));
     }
     inv
 }

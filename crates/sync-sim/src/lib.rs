@@ -26,6 +26,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod server;
+pub mod sse;
 pub mod stats;
 pub mod token;
 pub mod workload;

@@ -21,6 +21,7 @@ use crate::bench::{BenchOptions, new_change, push_until};
 use crate::client::SyncClient;
 use crate::error::{Error, Result};
 use crate::server::ServerProcess;
+use crate::sse::Sse;
 use crate::stats::Latency;
 
 /// How long a change may take to reach a stream before the case fails.
@@ -66,94 +67,6 @@ pub struct IdleCase {
     pub max_gap_ms: f64,
 }
 
-/// A server-sent-events stream being read.
-struct Sse {
-    response: reqwest::Response,
-    buffer: Vec<u8>,
-}
-
-/// One event: its name and data.
-struct SseEvent {
-    event: String,
-    data: String,
-}
-
-impl Sse {
-    async fn open(http: &reqwest::Client, base_url: &str, token: &str, cursor: Option<&str>) -> Result<Sse> {
-        let mut url = format!("{base_url}/api/v1/sync/stream");
-        if let Some(cursor) = cursor {
-            url.push_str("?cursor=");
-            url.push_str(cursor);
-        }
-        let path = "/api/v1/sync/stream".to_owned();
-        let response = http
-            .get(url)
-            .bearer_auth(token)
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .map_err(|source| Error::Transport { path: path.clone(), source })?;
-        if !response.status().is_success() {
-            return Err(Error::Server(format!("{path}: status {}", response.status())));
-        }
-        Ok(Sse { response, buffer: Vec::new() })
-    }
-
-    /// The next event; `None` when the stream ended.
-    async fn next(&mut self) -> Result<Option<SseEvent>> {
-        loop {
-            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
-                let text = String::from_utf8_lossy(&block);
-                let mut event = SseEvent { event: String::new(), data: String::new() };
-                for line in text.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event.event = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        event.data.push_str(v.trim_start());
-                    }
-                }
-                if !event.event.is_empty() {
-                    return Ok(Some(event));
-                }
-                continue;
-            }
-            let chunk = self
-                .response
-                .chunk()
-                .await
-                .map_err(|source| Error::Transport { path: "/api/v1/sync/stream".into(), source })?;
-            match chunk {
-                Some(bytes) => self.buffer.extend_from_slice(&bytes),
-                None => return Ok(None),
-            }
-        }
-    }
-
-    /// Reads until a `changes` event carries record `id`.
-    async fn until_record(&mut self, id: &str) -> Result<()> {
-        let wait = async {
-            while let Some(event) = self.next().await? {
-                if event.event == "changes" && event.data.contains(id) {
-                    return Ok(());
-                }
-            }
-            Err(Error::Server("the stream ended".into()))
-        };
-        tokio::time::timeout(DELIVERY_TIMEOUT, wait).await.map_err(|_| {
-            Error::Server(format!("change {id} did not reach the stream within {DELIVERY_TIMEOUT:?}"))
-        })?
-    }
-}
-
-/// A client for long-lived streams (no request timeout).
-fn stream_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_gzip()
-        .build()
-        .map_err(|source| Error::Transport { path: "client setup".into(), source })
-}
-
 /// The cursor at the end of what `client` can see.
 async fn end_cursor(client: &SyncClient) -> Result<Option<String>> {
     let mut cursor = None;
@@ -178,7 +91,7 @@ pub async fn run(
     options: &BenchOptions,
 ) -> Result<LiveResults> {
     let http = SyncClient::http_client()?;
-    let streams = stream_client()?;
+    let streams = crate::sse::client()?;
     let target = server.target();
     let tenant = format!("live-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let token = |tenant: &str, user: &str| target.issuer.device(tenant, user, None);
@@ -425,7 +338,7 @@ async fn idle_connections(
 }
 
 /// The live section of `docs/benchmarks.md`.
-pub fn markdown(out: &mut String, results: &[crate::bench::BackendResults]) {
+pub fn markdown(out: &mut String, results: &[(&str, &LiveResults)]) {
     use std::fmt::Write as _;
     let _ = writeln!(
         out,
@@ -436,8 +349,7 @@ pub fn markdown(out: &mut String, results: &[crate::bench::BackendResults]) {
     );
     let _ = writeln!(out, "| backend | case | samples | p50 ms | p95 ms | p99 ms | max ms |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
-    for r in results {
-        let live = &r.live;
+    for (backend, live) in results {
         let mut cases =
             vec![("idle", &live.write_to_stream_idle), ("8 devices pushing", &live.write_to_stream_loaded)];
         if let Some(two) = &live.write_to_stream_two_nodes {
@@ -446,8 +358,8 @@ pub fn markdown(out: &mut String, results: &[crate::bench::BackendResults]) {
         for (name, l) in cases {
             let _ = writeln!(
                 out,
-                "| {} | {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
-                r.backend, l.count, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
+                "| {backend} | {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                l.count, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
             );
         }
         let f = &live.fanout;
@@ -456,8 +368,8 @@ pub fn markdown(out: &mut String, results: &[crate::bench::BackendResults]) {
         {
             let _ = writeln!(
                 out,
-                "| {} | {name} ({} streams, {} commits) | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
-                r.backend, f.subscribers, f.commits, l.count, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
+                "| {backend} | {name} ({} streams, {} commits) | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                f.subscribers, f.commits, l.count, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
             );
         }
     }
@@ -472,12 +384,11 @@ pub fn markdown(out: &mut String, results: &[crate::bench::BackendResults]) {
         "| backend | streams | opened in s | RSS before MiB | RSS with streams MiB | KiB per stream | heartbeat s | heartbeats | late | longest gap ms |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in results {
-        let i = &r.live.idle;
+    for (backend, live) in results {
+        let i = &live.idle;
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} | {:.0} | {:.0} | {:.1} | {} | {} | {} | {:.0} |",
-            r.backend,
+            "| {backend} | {} | {:.1} | {:.0} | {:.0} | {:.1} | {} | {} | {} | {:.0} |",
             i.connections,
             i.open_seconds,
             i.rss_before_mib,

@@ -49,7 +49,7 @@ impl DbChoice {
 
 #[derive(Args)]
 struct SimulateArgs {
-    /// basic_sync, high_conflict, network_issues, offline_burst or initial_sync.
+    /// basic_sync, high_conflict, network_issues, offline_burst, initial_sync or live_fleet.
     #[arg(long)]
     scenario: String,
     #[arg(long)]
@@ -88,6 +88,10 @@ struct SimulateArgs {
     /// The sync-server binary (default: next to this one).
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// `serve` processes to start on one database (PostgreSQL only beyond 1); the devices
+    /// are spread over them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    nodes: u16,
 }
 
 #[derive(Args)]
@@ -108,6 +112,9 @@ struct BenchArgs {
     charts: Option<PathBuf>,
     #[arg(long)]
     server_bin: Option<PathBuf>,
+    /// Only the live-changes cases, printed (writes nothing).
+    #[arg(long)]
+    live_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -198,15 +205,29 @@ async fn simulate(args: SimulateArgs) -> Result<bool> {
             Some(db_url) => Some(Database::connect(db_url, ConnectOptions::default())?),
             None => None,
         };
-        let target = Target { base_url: url.clone(), issuer: TokenIssuer::new(&secret), database };
+        let target =
+            Target { base_url: url.clone(), other_nodes: Vec::new(), issuer: TokenIssuer::new(&secret), database };
         reports.push(sync_sim::run(&scenario, &target, &options).await?);
     } else {
         let binary = server_binary(args.server_bin.clone())?;
         for backend in args.database.backends() {
+            if args.nodes > 1 && backend != Backend::Postgres {
+                return Err(Error::Config(format!(
+                    "--nodes {} needs --database postgres (several servers share one PostgreSQL database)",
+                    args.nodes
+                )));
+            }
             let server = ServerProcess::start(&binary, backend).await?;
-            eprintln!("{} on {backend} at {}", scenario.kind, server.base_url());
-            let mut report = sync_sim::run(&scenario, &server.target(), &options).await?;
+            let mut others = Vec::new();
+            for _ in 1..args.nodes {
+                others.push(server.another_node().await?);
+            }
+            eprintln!("{} on {backend} at {} and {} other node(s)", scenario.kind, server.base_url(), others.len());
+            let mut target = server.target();
+            target.other_nodes = others.iter().map(|node| node.base_url().to_owned()).collect();
+            let mut report = sync_sim::run(&scenario, &target, &options).await?;
             report.backend = Some(backend.to_string());
+            drop(others);
             server.stop();
             reports.push(report);
         }
@@ -232,6 +253,21 @@ async fn simulate(args: SimulateArgs) -> Result<bool> {
 async fn bench(args: BenchArgs) -> Result<bool> {
     let binary = server_binary(args.server_bin)?;
     let options = if args.quick { BenchOptions::quick() } else { BenchOptions::full() };
+    if args.live_only {
+        for backend in args.database.backends() {
+            let server = ServerProcess::start(&binary, backend).await?;
+            let other_node = match backend {
+                Backend::Postgres => Some(server.another_node().await?),
+                Backend::Sqlite => None,
+            };
+            let live = sync_sim::live_bench::run(&server, other_node.as_ref(), &options).await?;
+            let mut out = String::new();
+            let name = backend.to_string();
+            sync_sim::live_bench::markdown(&mut out, &[(name.as_str(), &live)]);
+            print!("{out}");
+        }
+        return Ok(true);
+    }
     let mut results = Vec::new();
     for backend in args.database.backends() {
         let server = ServerProcess::start(&binary, backend).await?;

@@ -62,6 +62,9 @@ pub struct Pulls {
     pub delta_records: u64,
     pub delta_fallbacks: u64,
     pub resyncs: u64,
+    /// Live streams opened, and the batches they delivered.
+    pub streams_opened: u64,
+    pub stream_batches: u64,
 }
 
 /// Bytes on the wire against the JSON they carried.
@@ -162,6 +165,8 @@ impl Report {
                 delta_records: stats.delta_records,
                 delta_fallbacks: stats.delta_fallbacks,
                 resyncs: stats.resyncs,
+                streams_opened: stats.streams_opened,
+                stream_batches: stats.stream_batches,
             },
             push_latency: Latency::of(&stats.push_latencies_us),
             pull_latency: Latency::of(&stats.pull_latencies_us),
@@ -249,6 +254,13 @@ impl Report {
                 q.requests, q.records, q.delta_records, q.delta_fallbacks
             ),
         );
+        if q.streams_opened > 0 {
+            row(
+                &mut out,
+                "live streams",
+                format!("{} opened, {} batches of changes delivered", q.streams_opened, q.stream_batches),
+            );
+        }
         if let Some(i) = &self.initial_sync {
             row(
                 &mut out,

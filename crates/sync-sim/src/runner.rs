@@ -29,6 +29,9 @@ const DRAIN_ATTEMPTS: u32 = 200;
 pub struct Target {
     /// e.g. `http://127.0.0.1:8080`.
     pub base_url: String,
+    /// Other nodes of the same server (PostgreSQL): devices are spread over `base_url` and
+    /// these, round robin.
+    pub other_nodes: Vec<String>,
     /// Signs the fleet's tokens with the server's JWT secret.
     pub issuer: TokenIssuer,
     /// The server's database, when the simulator may read it: the invariants on the server's
@@ -58,11 +61,14 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> 
     let units: Vec<String> = (0..scenario.units()).map(|u| format!("u{u}")).collect();
     let behaviour = Arc::new(scenario.behaviour());
     let progress = Arc::new(Progress::default());
-    let client_for = |user: &str, unit: Option<&String>| -> Result<SyncClient> {
+    let nodes: Vec<&str> =
+        std::iter::once(target.base_url.as_str()).chain(target.other_nodes.iter().map(String::as_str)).collect();
+    let client_on = |node: usize, user: &str, unit: Option<&String>| -> Result<SyncClient> {
         let units = unit.map(|u| vec![u.clone()]);
         let token = target.issuer.device(&tenant, user, units.as_deref())?;
-        Ok(SyncClient::new(http.clone(), &target.base_url, token))
+        Ok(SyncClient::new(http.clone(), nodes[node % nodes.len()], token))
     };
+    let client_for = |user: &str, unit: Option<&String>| client_on(0, user, unit);
 
     // Seed: per unit, its shared records and its share of the initial records.
     let per_unit = scenario.initial_records.div_ceil(units.len());
@@ -108,7 +114,7 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> 
             format!("dev-{i:04}"),
             unit.clone(),
             Arc::clone(&behaviour),
-            client_for(&format!("tech{i}"), Some(unit))?,
+            client_on(i, &format!("tech{i}"), Some(unit))?,
             scenario.network.clone(),
             time::Duration::milliseconds(skew),
             scenario.seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
@@ -164,6 +170,47 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> 
         &progress,
     )
     .await?;
+    // Live: what the server acknowledged must reach every device that may see it through its
+    // stream alone, before anyone pulls.
+    let mut live = None;
+    let devices = if scenario.live {
+        let server = read_server(&http, target, &tenant).await?;
+        let expected: HashMap<String, Vec<(RecordId, i64)>> =
+            units.iter().map(|unit| (unit.clone(), server.visible_versions(unit))).collect();
+        let checked = devices.iter().map(|d| expected.get(&d.unit).map_or(0, Vec::len) as u64).sum::<u64>();
+        let expected = Arc::new(expected);
+        let timeout = scenario.live_delivery_timeout;
+        let misses = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let devices = {
+            let misses = Arc::clone(&misses);
+            join_all(
+                devices,
+                move |mut device, progress| {
+                    let (expected, misses) = (Arc::clone(&expected), Arc::clone(&misses));
+                    async move {
+                        let wanted = expected.get(&device.unit).cloned().unwrap_or_default();
+                        let missing = device.await_stream(&wanted, timeout, &progress).await;
+                        if let Some(((domain, id), version)) = missing.first() {
+                            let example = format!("{domain}/{id} v{version}");
+                            misses
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push((device.id.clone(), missing.len(), example));
+                        }
+                        device.close_stream();
+                        device
+                    }
+                },
+                &progress,
+            )
+            .await?
+        };
+        let misses = std::mem::take(&mut *misses.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        live = Some(invariants::live_delivery(checked, &misses));
+        devices
+    } else {
+        devices
+    };
     let devices = join_all(
         devices,
         |mut device, progress| async move {
@@ -197,7 +244,8 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> 
     }
     let fleet: Vec<(&str, &str, &HashMap<RecordId, Held>)> =
         devices.iter().map(|d| (d.id.as_str(), d.unit.as_str(), d.replica())).collect();
-    let invariants = invariants::check(&fleet, &acks, &violations, &server);
+    let mut invariants = invariants::check(&fleet, &acks, &violations, &server);
+    invariants.extend(live);
 
     let mut stats = DeviceStats::default();
     for device in &devices {

@@ -26,15 +26,20 @@ pub enum ScenarioKind {
     OfflineBurst,
     /// New devices pull a large tenant from nothing.
     InitialSync,
+    /// Devices hold a live stream (server-sent events) instead of polling; every change
+    /// acknowledged before the drain must reach every device that may see it through its
+    /// stream alone.
+    LiveFleet,
 }
 
 impl ScenarioKind {
-    pub const ALL: [ScenarioKind; 5] = [
+    pub const ALL: [ScenarioKind; 6] = [
         ScenarioKind::BasicSync,
         ScenarioKind::HighConflict,
         ScenarioKind::NetworkIssues,
         ScenarioKind::OfflineBurst,
         ScenarioKind::InitialSync,
+        ScenarioKind::LiveFleet,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -44,6 +49,7 @@ impl ScenarioKind {
             ScenarioKind::NetworkIssues => "network_issues",
             ScenarioKind::OfflineBurst => "offline_burst",
             ScenarioKind::InitialSync => "initial_sync",
+            ScenarioKind::LiveFleet => "live_fleet",
         }
     }
 }
@@ -97,6 +103,12 @@ pub struct Scenario {
     pub patch_probability: f64,
     /// Pull with `delta=true`.
     pub delta: bool,
+    /// Devices follow a live stream (PROTOCOL.md section 11) while online instead of polling.
+    pub live: bool,
+    /// Live: how long after the drain's pushes the streams may take to bring every device what
+    /// the server acknowledged.
+    #[serde(serialize_with = "ser_secs")]
+    pub live_delivery_timeout: Duration,
     /// Seeds every device's random choices.
     pub seed: u64,
 }
@@ -135,6 +147,8 @@ impl Scenario {
             delete_probability: 0.03,
             patch_probability: 0.3,
             delta: true,
+            live: false,
+            live_delivery_timeout: Duration::from_secs(15),
             seed: 1,
         };
         match kind {
@@ -161,6 +175,14 @@ impl Scenario {
             ScenarioKind::InitialSync => {
                 Scenario { devices: 5, initial_records: 20_000, duration: Duration::from_secs(5), ..base }
             }
+            ScenarioKind::LiveFleet => Scenario {
+                devices: 20,
+                devices_per_unit: 10,
+                pull_probability: 0.0,
+                live: true,
+                conflict_probability: 0.1,
+                ..base
+            },
         }
     }
 
@@ -207,6 +229,7 @@ impl Scenario {
             pull_probability: self.pull_probability,
             think_time: self.think_time,
             delta: self.delta,
+            live: self.live,
         }
     }
 }

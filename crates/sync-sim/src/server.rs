@@ -133,6 +133,7 @@ impl ServerProcess {
     pub fn target(&self) -> Target {
         Target {
             base_url: self.base_url.clone(),
+            other_nodes: Vec::new(),
             issuer: TokenIssuer::new(&self.jwt_secret),
             database: Some(self.database().clone()),
         }

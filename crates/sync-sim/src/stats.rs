@@ -38,6 +38,9 @@ pub struct DeviceStats {
     pub records_pulled: u64,
     pub delta_records: u64,
     pub delta_fallbacks: u64,
+    /// Live streams opened, and the batches of changes they delivered.
+    pub streams_opened: u64,
+    pub stream_batches: u64,
     pub traffic: Traffic,
     pub push_latencies_us: Vec<u64>,
     pub pull_latencies_us: Vec<u64>,
@@ -86,6 +89,8 @@ impl DeviceStats {
         self.records_pulled += other.records_pulled;
         self.delta_records += other.delta_records;
         self.delta_fallbacks += other.delta_fallbacks;
+        self.streams_opened += other.streams_opened;
+        self.stream_batches += other.stream_batches;
         self.traffic.add(other.traffic);
         self.push_latencies_us.extend_from_slice(&other.push_latencies_us);
         self.pull_latencies_us.extend_from_slice(&other.pull_latencies_us);

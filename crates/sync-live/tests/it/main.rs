@@ -343,6 +343,51 @@ async fn admins_hear_of_conflicts(db: Database) {
     assert!(quiet.is_err(), "a device heard {quiet:?}");
 }
 
+/// The outcome of each change of a push.
+async fn push_outcomes(engine: &SyncEngine, who: &Principal, changes: Vec<Change>) -> Vec<String> {
+    let request = PushRequest { device_id: "writer".into(), client_time: None, changes };
+    let reply = engine.push(who, &Uuid::new_v4().to_string(), request, None).await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    body["results"].as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap().to_owned()).collect()
+}
+
+/// With the hub attached, a push reads the tenant's policies from the node's cache (one
+/// statement fewer than without), and a policy change applies to the very next push.
+async fn policies_are_cached_and_a_change_applies_at_once(db: Database) {
+    let uncached = engine(db.clone());
+    let live = Live::new(uncached.clone(), config());
+    let cached = live.engine().clone();
+    let acme = writer("acme");
+    push(&cached, &acme, vec![change("task", 1, None)]).await; // fills the cache
+    let statements = |engine: &SyncEngine, n: u128| {
+        let (engine, acme, db) = (engine.clone(), acme.clone(), db.clone());
+        async move {
+            let before = db.statements();
+            push(&engine, &acme, vec![change("journal", n, None)]).await;
+            db.statements() - before
+        }
+    };
+    let without = statements(&uncached, 10).await;
+    let with = statements(&cached, 11).await;
+    assert_eq!(with + 1, without, "one policy read fewer per push ({with} against {without} statements)");
+
+    let admin = principal("acme", Role::Admin, None);
+    for (policy, outcome) in
+        [("manual", "manual_required"), ("client_wins", "client_won"), ("server_wins", "server_won")]
+    {
+        let mut edit = change("task", 1, None);
+        edit.data = Some(json!({"title": format!("edited under {policy}"), "status": "INPROGRESS"}));
+        let update = sync_domain::engine::PolicyUpdate {
+            policy: policy.parse().unwrap(),
+            auto_resolve: policy != "manual",
+            notify_on_conflict: false,
+        };
+        cached.set_policy(&admin, "task", update).await.unwrap();
+        // base 0 against the stored version: a conflict, resolved by the policy just set.
+        assert_eq!(push_outcomes(&cached, &acme, vec![edit.clone()]).await, [outcome], "policy {policy}");
+    }
+}
+
 sync_domain::backend_tests!(
     stream_delivers_what_pulls_would,
     reconnect_by_cursor_loses_and_repeats_nothing,
@@ -350,6 +395,7 @@ sync_domain::backend_tests!(
     identical_reads_coalesce,
     limits_and_manners,
     admins_hear_of_conflicts,
+    policies_are_cached_and_a_change_applies_at_once,
 );
 
 /// Two nodes on one PostgreSQL: a commit through A reaches B's subscriber through NOTIFY, and

@@ -1,5 +1,6 @@
 //! Servers broken on purpose, to show that the invariants can fail: one acknowledges a change
-//! it never stores, one never delivers a record to one device.
+//! it never stores, one never delivers a record to one device, one whose live streams stay
+//! silent.
 
 use std::sync::{Arc, Mutex};
 
@@ -124,4 +125,32 @@ async fn skips_a_record(db: Database) {
     assert!(!invariant(&report, "converged").passed, "{}", report.to_table());
 }
 
-sync_domain::backend_tests!(acknowledges_a_lost_change, skips_a_record);
+/// Live streams that open and never say anything: the live fleet's delivery check fails
+/// although the final pulls would bring every device up to date.
+async fn silent_live_streams(db: Database) {
+    let url = serve(&db, |router| {
+        router.layer(middleware::from_fn(|request: Request, next: Next| async move {
+            if request.uri().path() != "/api/v1/sync/stream" {
+                return next.run(request).await;
+            }
+            let silence = futures_util::stream::pending::<Result<Bytes, std::convert::Infallible>>();
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(silence))
+                .unwrap()
+        }))
+    })
+    .await;
+    let mut scenario = short(ScenarioKind::LiveFleet);
+    scenario.duration = Duration::from_millis(1000);
+    scenario.live_delivery_timeout = Duration::from_secs(2);
+    let report = run(&scenario, &target(url, &db, true)).await;
+    assert!(!report.passed, "{}", report.to_table());
+    let live = invariant(&report, "live_delivery");
+    assert!(!live.passed && live.failure_count > 0, "{}", report.to_table());
+    assert!(live.failures.iter().all(|f| f.contains("live stream did not bring")), "{}", report.to_table());
+    // The final pulls still converge: only the live check sees the broken streams.
+    assert!(invariant(&report, "converged").passed, "{}", report.to_table());
+}
+
+sync_domain::backend_tests!(acknowledges_a_lost_change, skips_a_record, silent_live_streams);

@@ -41,6 +41,7 @@ async fn serve(db: &Database, wrap: impl FnOnce(Router) -> Router) -> String {
 fn target(url: String, db: &Database, with_database: bool) -> Target {
     Target {
         base_url: url,
+        other_nodes: Vec::new(),
         issuer: TokenIssuer::new(JWT_SECRET),
         database: with_database.then(|| db.clone()),
     }

@@ -60,7 +60,20 @@ async fn over_http_only(db: Database) {
     assert!(invariant(&report, "no_duplicate_versions").checked > 0);
 }
 
+/// Devices follow live streams instead of polling: the streams alone bring every device what
+/// the server acknowledged, before the drain's pulls.
+async fn live_fleet(db: Database) {
+    let url = serve(&db, |r| r).await;
+    let scenario = short(ScenarioKind::LiveFleet);
+    let report = run(&scenario, &target(url, &db, true)).await;
+    assert!(report.passed, "{}", report.to_table());
+    assert!(report.pulls.streams_opened >= scenario.devices as u64, "{}", report.to_table());
+    assert!(report.pulls.stream_batches > 0, "{}", report.to_table());
+    assert!(report.changes.acknowledged > 50, "{}", report.to_table());
+}
+
 sync_domain::backend_tests!(
+    live_fleet,
     basic_sync,
     high_conflict,
     network_issues,
