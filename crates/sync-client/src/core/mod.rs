@@ -82,6 +82,11 @@ pub struct ServerRecord {
     pub bu: Option<String>,
     /// The resync round in which the server last showed this record.
     pub epoch: u64,
+    /// Whether this state came from a pull (else from a push answer). A later page always
+    /// holds a later state, even with a lower version: the server restarts a record's
+    /// versions when it purges its tombstone and the id is used again.
+    #[serde(default)]
+    pub pulled: bool,
 }
 
 /// A local edit not yet in a batch: the newest wanted state of one record.
@@ -112,6 +117,9 @@ pub struct Batch {
     pub key: String,
     pub items: Vec<Pending>,
     pub changes: Vec<Change>,
+    /// The resync round when it was formed.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// The account file's own state.

@@ -7,7 +7,7 @@ use sync_protocol::limits::DEFAULT_MAX_PUSH_CHANGES;
 use sync_protocol::{Change, ChangeResult, ItemError, Op, Outcome, PushResponse};
 use time::OffsetDateTime;
 
-use super::{Batch, Event, Meta, Notice, Origin, Pending, RecordId, Replica, ServerRecord, Step, Write, view};
+use super::{Batch, Event, Notice, Origin, Pending, RecordId, Replica, ServerRecord, Step, Write, view};
 use crate::{Error, Result};
 
 /// What a local edit does.
@@ -87,13 +87,9 @@ pub fn edit<R: Replica + ?Sized>(r: &mut R, e: LocalEdit) -> Result<Step> {
             }
         }
     };
-    // A record created and deleted before the server ever heard of it needs no change at all.
-    let never_sent = pending.base_version == 0 && !in_flight && r.record(&e.id)?.is_none();
-    if pending.wanted.is_none() && never_sent {
-        step.writes.push(Write::RemovePending(e.id.clone()));
-    } else {
-        step.writes.push(Write::Pending(pending));
-    }
+    // Even a record created and deleted here is sent: whether the server heard of it (an
+    // earlier try whose answer was lost) is not known here.
+    step.writes.push(Write::Pending(pending));
     step.events.push(Event::Changed { id: e.id, origin: Origin::Local });
     Ok(step)
 }
@@ -117,7 +113,7 @@ pub fn next_batch<R: Replica + ?Sized>(r: &mut R, size: usize) -> Result<Option<
     let key = format!("{}-{}", meta.instance, meta.next_key);
     meta.next_key += 1;
     let changes = items.iter().map(change_of).collect();
-    let batch = Batch { key, items, changes };
+    let batch = Batch { key, items, changes, epoch: meta.epoch };
     let mut step = Step::default();
     step.writes.push(Write::Meta(meta));
     step.writes.extend(batch.items.iter().map(|p| Write::RemovePending(p.id.clone())));
@@ -161,13 +157,23 @@ pub fn push_answered<R: Replica + ?Sized>(r: &mut R, key: &str, response: &PushR
             response.results.len()
         )));
     }
-    let meta = r.meta()?;
+    // A resync round that began after the batch was formed and has ended may have missed what
+    // this answer's writes became (purged meanwhile): pull everything again, which shows
+    // them or removes them. Rare: the driver pulls only once its batches are answered.
+    let mut meta = r.meta()?;
     let mut step = Step::default();
+    if batch.epoch != meta.epoch && !meta.resyncing {
+        meta.cursor = None;
+        meta.epoch += 1;
+        meta.resyncing = true;
+        step.writes.push(Write::Meta(meta));
+        step.events.push(Event::ResyncStarted);
+    }
     for ((item, change), result) in batch.items.iter().zip(&batch.changes).zip(&response.results) {
         if result.mobile_id != item.id.mobile_id || result.domain != item.id.domain {
             return Err(Error::Protocol(format!("push {key}: results out of order at {}", item.id)));
         }
-        take_result(r, &meta, item, change, result, &mut step)?;
+        take_result(r, item, change, result, &mut step)?;
     }
     step.writes.push(Write::RemoveBatch);
     Ok(step)
@@ -176,7 +182,6 @@ pub fn push_answered<R: Replica + ?Sized>(r: &mut R, key: &str, response: &PushR
 /// One change's outcome into the server state, the later pending edit and the notices.
 fn take_result<R: Replica + ?Sized>(
     r: &mut R,
-    meta: &Meta,
     item: &Pending,
     change: &Change,
     result: &ChangeResult,
@@ -186,6 +191,10 @@ fn take_result<R: Replica + ?Sized>(
     let held = r.record(id)?;
     let held_version = held.as_ref().map_or(0, |s| s.version);
     let taken = matches!(result.outcome, Outcome::Applied | Outcome::ClientWon);
+    // `epoch` is the last resync round in which a pull showed the record; an answer is no
+    // pull, so a resync still removes the record unless a page shows it (a record this
+    // answer created after the resync's last page comes back with the next pull).
+    let shown_in = held.as_ref().map_or(0, |s| s.epoch);
     let status = match result.outcome {
         Outcome::Applied | Outcome::ClientWon | Outcome::ServerWon | Outcome::Merged => SyncStatus::Synced,
         Outcome::ManualRequired => SyncStatus::Conflict,
@@ -204,7 +213,8 @@ fn take_result<R: Replica + ?Sized>(
             modified_at: record.modified_at,
             priority: record.priority,
             bu: record.bu.clone(),
-            epoch: meta.epoch,
+            epoch: shown_in,
+            pulled: false,
         }),
         (_, Some(version)) if taken => Some(ServerRecord {
             id: id.clone(),
@@ -215,7 +225,8 @@ fn take_result<R: Replica + ?Sized>(
             modified_at: change.modified_at,
             priority: change.priority.or(held.as_ref().map(|s| s.priority)).unwrap_or_default(),
             bu: change.bu.clone().or_else(|| held.as_ref().and_then(|s| s.bu.clone())),
-            epoch: meta.epoch,
+            epoch: shown_in,
+            pulled: false,
         }),
         _ => held.clone().map(|s| ServerRecord { status, ..s }),
     };
@@ -229,10 +240,10 @@ fn take_result<R: Replica + ?Sized>(
     // it as sent; otherwise it keeps the older base, and the server resolves the conflict.
     if let Some(mut later) = r.pending(id)?.filter(|p| p.after_flight) {
         later.after_flight = false;
-        match (&new_state, taken && !late) {
-            (Some(state), true) => {
-                later.base_version = state.version;
-                later.base_data = state.data.clone().filter(|_| !state.deleted);
+        match (result.version, taken && !late) {
+            (Some(version), true) => {
+                later.base_version = version;
+                later.base_data = item.wanted.clone();
             }
             _ => {
                 later.base_version = change.base_version;

@@ -26,6 +26,12 @@ pub fn pull_answered<R: Replica + ?Sized>(r: &mut R, from: Option<&str>, page: &
     if meta.cursor.as_deref() != from {
         return Ok(PullOutcome::Stale);
     }
+    if from.is_none() && !meta.resyncing {
+        // A pull from the beginning shows every record the server has: one held here that it
+        // does not show by the end was purged (its tombstone with it), so it goes too.
+        meta.epoch += 1;
+        meta.resyncing = true;
+    }
     let mut step = Step::default();
     for envelope in &page.changes {
         if !take_record(r, &meta, envelope, &mut step)? {
@@ -45,11 +51,16 @@ pub fn pull_answered<R: Replica + ?Sized>(r: &mut R, from: Option<&str>, page: &
             })
             .collect();
         for id in r.records_before_epoch(meta.epoch)? {
-            if shown.contains(&id) || r.pending(&id)?.is_some() || r.batch()?.is_some_and(|b| b.items.iter().any(|p| p.id == id)) {
+            if shown.contains(&id) {
                 continue;
             }
+            // Edits not yet acknowledged stay (and go to the server as usual); only the
+            // server state they were based on, which the server no longer has, goes.
+            let covered = r.pending(&id)?.is_some() || r.batch()?.is_some_and(|b| b.items.iter().any(|p| p.id == id));
             step.writes.push(Write::RemoveRecord(id.clone()));
-            step.events.push(Event::Changed { id, origin: Origin::Server });
+            if !covered {
+                step.events.push(Event::Changed { id, origin: Origin::Server });
+            }
         }
     }
     step.writes.push(Write::Meta(meta));
@@ -60,8 +71,9 @@ pub fn pull_answered<R: Replica + ?Sized>(r: &mut R, from: Option<&str>, page: &
 fn take_record<R: Replica + ?Sized>(r: &mut R, meta: &Meta, envelope: &RecordEnvelope, step: &mut Step) -> Result<bool> {
     let id = super::RecordId::new(envelope.domain.clone(), envelope.mobile_id);
     let held = r.record(&id)?;
-    if let Some(held) = held.as_ref().filter(|h| h.version >= envelope.version) {
-        // Already as new (a push answer came first): only note that the server still has it.
+    let known = |h: &&ServerRecord| h.version == envelope.version || (h.version > envelope.version && !h.pulled);
+    if let Some(held) = held.as_ref().filter(known) {
+        // Already as new (or a push answer came first): only note that the server still has it.
         if held.epoch != meta.epoch {
             step.writes.push(Write::Record(ServerRecord { epoch: meta.epoch, ..held.clone() }));
         }
@@ -102,6 +114,7 @@ fn take_record<R: Replica + ?Sized>(r: &mut R, meta: &Meta, envelope: &RecordEnv
         priority: envelope.priority,
         bu: envelope.bu.clone(),
         epoch: meta.epoch,
+        pulled: true,
     }));
     let covered = r.pending(&id)?.is_some() || r.batch()?.is_some_and(|b| b.items.iter().any(|p| p.id == id));
     if !covered {

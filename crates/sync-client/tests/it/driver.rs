@@ -1,0 +1,1 @@
+//! The HTTP driver against small fake servers.

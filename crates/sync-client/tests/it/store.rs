@@ -1,0 +1,1 @@
+//! The SQLite store: what survives a restart, one account per file.
