@@ -65,6 +65,8 @@ pub struct SyncReport {
     pub pulled: u32,
     /// Requests retried after a failure, a 429 or a 503.
     pub retries: u32,
+    /// Records that came as JSON-Patch deltas.
+    pub deltas: u32,
     /// Pages pulled again in full because a delta's base was not held.
     pub delta_fallbacks: u32,
     /// `resync_required` answers.
@@ -312,6 +314,8 @@ impl Client {
                 continue;
             }
             report.pulled += u32::try_from(page.changes.len()).unwrap_or(u32::MAX);
+            let deltas = page.changes.iter().filter(|c| c.patch.is_some()).count();
+            report.deltas += u32::try_from(deltas).unwrap_or(u32::MAX);
             delta = self.inner.options.delta;
             if !more {
                 return Ok(());

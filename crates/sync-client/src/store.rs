@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS pending (
     domain TEXT NOT NULL, mobile_id TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (domain, mobile_id));
 CREATE INDEX IF NOT EXISTS pending_seq ON pending (seq);
-CREATE TABLE IF NOT EXISTS batch (id INTEGER PRIMARY KEY CHECK (id = 1), body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS bases (
     domain TEXT NOT NULL, mobile_id TEXT NOT NULL, version INTEGER NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (domain, mobile_id, version));
@@ -143,7 +144,7 @@ impl Store {
                 ids.extend(keys.into_iter().filter_map(|k| Some(RecordId::new(k.domain, k.mobile_id.parse().ok()?))));
             }
             let mut r = SqliteReplica { conn };
-            if let Some(batch) = r.batch()? {
+            for batch in r.batches()? {
                 ids.extend(batch.items.into_iter().map(|p| p.id).filter(|id| id.domain == domain));
             }
             ids.sort();
@@ -177,7 +178,7 @@ impl Store {
             for p in r.oldest_pending(usize::MAX)? {
                 m.pending.insert(p.id.clone(), p);
             }
-            m.batch = r.batch()?;
+            m.batches = r.batches()?;
             m.notices = {
                 let rows: Vec<Body> = diesel::sql_query("SELECT body FROM notices ORDER BY seq").load(r.conn)?;
                 rows.iter().map(|b| from_json(&b.body)).collect::<Result<_>>()?
@@ -243,8 +244,9 @@ impl Replica for SqliteReplica<'_> {
         rows.iter().map(|b| from_json(&b.body)).collect()
     }
 
-    fn batch(&mut self) -> Result<Option<Batch>> {
-        self.one(diesel::sql_query("SELECT body FROM batch WHERE id = 1"))
+    fn batches(&mut self) -> Result<Vec<Batch>> {
+        let rows: Vec<Body> = diesel::sql_query("SELECT body FROM batches ORDER BY seq").load(self.conn)?;
+        rows.iter().map(|b| from_json(&b.body)).collect()
     }
 
     fn base(&mut self, id: &RecordId, version: i64) -> Result<Option<Value>> {
@@ -301,12 +303,13 @@ impl SqliteReplica<'_> {
                 self.keyed("DELETE FROM pending WHERE domain = ? AND mobile_id = ?", id).execute(self.conn)?;
             }
             Write::Batch(batch) => {
-                diesel::sql_query("INSERT OR REPLACE INTO batch (id, body) VALUES (1, ?)")
+                diesel::sql_query("INSERT INTO batches (key, body) VALUES (?, ?)")
+                    .bind::<Text, _>(&batch.key)
                     .bind::<Text, _>(to_json(batch)?)
                     .execute(self.conn)?;
             }
-            Write::RemoveBatch => {
-                diesel::sql_query("DELETE FROM batch").execute(self.conn)?;
+            Write::RemoveBatch(key) => {
+                diesel::sql_query("DELETE FROM batches WHERE key = ?").bind::<Text, _>(key).execute(self.conn)?;
             }
             Write::Base { id, version, data } => {
                 self.keyed("INSERT OR REPLACE INTO bases (domain, mobile_id, version, data) VALUES (?, ?, ?, ?)", id)

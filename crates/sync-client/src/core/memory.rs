@@ -13,7 +13,7 @@ pub struct MemoryReplica {
     pub meta: Meta,
     pub records: BTreeMap<RecordId, ServerRecord>,
     pub pending: BTreeMap<RecordId, Pending>,
-    pub batch: Option<Batch>,
+    pub batches: Vec<Batch>,
     pub bases: BTreeMap<RecordId, VecDeque<(i64, Value)>>,
     pub notices: Vec<Notice>,
 }
@@ -24,7 +24,7 @@ impl MemoryReplica {
             meta,
             records: BTreeMap::new(),
             pending: BTreeMap::new(),
-            batch: None,
+            batches: Vec::new(),
             bases: BTreeMap::new(),
             notices: Vec::new(),
         }
@@ -57,8 +57,8 @@ impl Replica for MemoryReplica {
         Ok(all)
     }
 
-    fn batch(&mut self) -> Result<Option<Batch>> {
-        Ok(self.batch.clone())
+    fn batches(&mut self) -> Result<Vec<Batch>> {
+        Ok(self.batches.clone())
     }
 
     fn base(&mut self, id: &RecordId, version: i64) -> Result<Option<Value>> {
@@ -86,8 +86,8 @@ impl Replica for MemoryReplica {
                 Write::RemovePending(id) => {
                     self.pending.remove(&id);
                 }
-                Write::Batch(batch) => self.batch = Some(batch),
-                Write::RemoveBatch => self.batch = None,
+                Write::Batch(batch) => self.batches.push(batch),
+                Write::RemoveBatch(key) => self.batches.retain(|b| b.key != key),
                 Write::Base { id, version, data } => {
                     let bases = self.bases.entry(id).or_default();
                     bases.retain(|(v, _)| *v != version);

@@ -10,8 +10,10 @@
 //! - A local edit is stored (as a [`Pending`] edit, coalesced per record, keeping the version
 //!   the first edit was based on) before anything is sent.
 //! - A [`Batch`] takes the oldest pending edits and its `Idempotency-Key` in one transaction;
-//!   it is resent, with the same key and body, until the server answers it. One batch is in
-//!   flight at a time, so edits reach the server in the order they were made.
+//!   it is resent, with the same key and body, until the server answers it. Batches go one
+//!   at a time, oldest first, so edits of a record reach the server in the order made. An
+//!   edit of a record created here and not yet sent seals the creation into a batch of its
+//!   own first, so that the server sees the record start in its workflow's start state.
 //! - A push answer is taken in one transaction that removes the batch; an answer for any
 //!   other key (late, duplicated) changes nothing.
 //! - A pulled page and its cursor are stored in one transaction; a page pulled from any
@@ -82,6 +84,10 @@ pub struct ServerRecord {
     pub bu: Option<String>,
     /// The resync round in which the server last showed this record.
     pub epoch: u64,
+    /// The server version a `manual_required` answer named: the conflict stands until a
+    /// newer version (an admin's resolution) arrives.
+    #[serde(default)]
+    pub conflict_at: Option<i64>,
     /// Whether this state came from a pull (else from a push answer). A later page always
     /// holds a later state, even with a lower version: the server restarts a record's
     /// versions when it purges its tombstone and the id is used again.
@@ -110,7 +116,8 @@ pub struct Pending {
     pub bu: Option<String>,
 }
 
-/// The batch in flight: its key, the edits it carries and the changes as sent.
+/// A batch of the outbox: its key, the edits it carries and the changes as sent. Batches are
+/// sent oldest first, one at a time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     /// The `Idempotency-Key` of every try.
@@ -196,8 +203,10 @@ pub enum Write {
     RemoveRecord(RecordId),
     Pending(Pending),
     RemovePending(RecordId),
+    /// Queues a batch behind the others.
     Batch(Batch),
-    RemoveBatch,
+    /// Removes the batch with this key.
+    RemoveBatch(String),
     /// A server version of a record, as a base for later deltas (the store keeps the newest
     /// [`KEPT_BASES`]).
     Base { id: RecordId, version: i64, data: Value },
@@ -224,7 +233,8 @@ pub trait Replica {
     fn pending(&mut self, id: &RecordId) -> Result<Option<Pending>>;
     /// The oldest pending edits, at most `limit`, in outbox order.
     fn oldest_pending(&mut self, limit: usize) -> Result<Vec<Pending>>;
-    fn batch(&mut self) -> Result<Option<Batch>>;
+    /// The batches, oldest first.
+    fn batches(&mut self) -> Result<Vec<Batch>>;
     /// The data of a kept server version of a record.
     fn base(&mut self, id: &RecordId, version: i64) -> Result<Option<Value>>;
     /// Records last shown by the server before resync round `epoch`.
@@ -246,12 +256,17 @@ pub struct View {
     pub bu: Option<String>,
 }
 
+/// The newest batched edit of a record, if a batch holds one.
+pub fn in_batch<R: Replica + ?Sized>(r: &mut R, id: &RecordId) -> Result<Option<Pending>> {
+    Ok(r.batches()?.into_iter().rev().find_map(|b| b.items.into_iter().find(|p| &p.id == id)))
+}
+
 /// The app's view of a record; `None` when it does not exist or is deleted.
 pub fn view<R: Replica + ?Sized>(r: &mut R, id: &RecordId) -> Result<Option<View>> {
     let record = r.record(id)?;
     let local = match r.pending(id)? {
         Some(p) => Some(p),
-        None => r.batch()?.and_then(|b| b.items.into_iter().find(|p| &p.id == id)),
+        None => in_batch(r, id)?,
     };
     let base_priority = record.as_ref().map_or(Priority::Medium, |s| s.priority);
     let base_bu = record.as_ref().and_then(|s| s.bu.clone());

@@ -7,7 +7,7 @@ use sync_protocol::limits::DEFAULT_MAX_PUSH_CHANGES;
 use sync_protocol::{Change, ChangeResult, ItemError, Op, Outcome, PushResponse};
 use time::OffsetDateTime;
 
-use super::{Batch, Event, Notice, Origin, Pending, RecordId, Replica, ServerRecord, Step, Write, view};
+use super::{Batch, Event, Notice, Origin, Pending, RecordId, Replica, ServerRecord, Step, Write, in_batch, view};
 use crate::{Error, Result};
 
 /// What a local edit does.
@@ -54,8 +54,23 @@ pub fn edit<R: Replica + ?Sized>(r: &mut R, e: LocalEdit) -> Result<Step> {
         EditOp::Delete => None,
     };
     let mut step = Step::default();
-    let in_flight = r.batch()?.is_some_and(|b| b.items.iter().any(|p| p.id == e.id));
-    let pending = match r.pending(&e.id)? {
+    let mut in_flight = in_batch(r, &e.id)?.is_some();
+    let mut sealed = None;
+    let mut unsent = r.pending(&e.id)?;
+    if let Some(create) = unsent.take_if(|p| p.base_version == 0 && !p.after_flight && p.wanted.is_some()) {
+        // Coalescing a creation with later edits could make the record start in a state its
+        // workflow does not allow at creation (a task created and started offline): the
+        // creation goes first, in a batch of its own, and this edit follows it.
+        let mut meta = r.meta()?;
+        let key = format!("{}-{}", meta.instance, meta.next_key);
+        meta.next_key += 1;
+        let batch = Batch { key, changes: vec![change_of(&create)], items: vec![create], epoch: meta.epoch };
+        step.writes.push(Write::RemovePending(e.id.clone()));
+        step.writes.push(Write::Batch(batch));
+        sealed = Some(meta);
+        in_flight = true;
+    }
+    let pending = match unsent {
         Some(mut p) => {
             p.wanted = wanted;
             p.modified_at = e.at;
@@ -64,7 +79,10 @@ pub fn edit<R: Replica + ?Sized>(r: &mut R, e: LocalEdit) -> Result<Step> {
             p
         }
         None => {
-            let mut meta = r.meta()?;
+            let mut meta = match sealed.take() {
+                Some(meta) => meta,
+                None => r.meta()?,
+            };
             let seq = meta.next_seq;
             meta.next_seq += 1;
             step.writes.push(Write::Meta(meta));
@@ -72,8 +90,11 @@ pub fn edit<R: Replica + ?Sized>(r: &mut R, e: LocalEdit) -> Result<Step> {
                 Some(s) => (s.version, s.data.filter(|_| !s.deleted)),
                 None => (0, None),
             };
-            let base_version =
-                if in_flight { in_flight_base(r, &e.id)?.unwrap_or(base_version) } else { base_version };
+            // A batched edit (the creation just sealed included) is this edit's base.
+            let base_version = match in_flight {
+                true => in_batch(r, &e.id)?.map_or(0, |p| p.base_version),
+                false => base_version,
+            };
             Pending {
                 id: e.id.clone(),
                 seq,
@@ -94,15 +115,12 @@ pub fn edit<R: Replica + ?Sized>(r: &mut R, e: LocalEdit) -> Result<Step> {
     Ok(step)
 }
 
-fn in_flight_base<R: Replica + ?Sized>(r: &mut R, id: &RecordId) -> Result<Option<i64>> {
-    Ok(r.batch()?.and_then(|b| b.changes.iter().find(|c| c.domain == id.domain && c.mobile_id == id.mobile_id).map(|c| c.base_version)))
-}
 
-/// The batch to send: the one in flight (same key, same body), else a new one of at most
+/// The batch to send: the oldest one stored (same key, same body), else a new one of at most
 /// `size` of the oldest pending edits. `None` when there is nothing to send. The step (which
 /// stores a new batch) must commit before the batch is sent.
 pub fn next_batch<R: Replica + ?Sized>(r: &mut R, size: usize) -> Result<Option<(Step, Batch)>> {
-    if let Some(batch) = r.batch()? {
+    if let Some(batch) = r.batches()?.into_iter().next() {
         return Ok(Some((Step::default(), batch)));
     }
     let items = r.oldest_pending(size.max(1))?;
@@ -149,7 +167,7 @@ fn change_of(p: &Pending) -> Change {
 /// Takes the server's answer to the batch `key` into the local state. An answer to any other
 /// key (late, duplicated) is ignored.
 pub fn push_answered<R: Replica + ?Sized>(r: &mut R, key: &str, response: &PushResponse) -> Result<Step> {
-    let Some(batch) = r.batch()?.filter(|b| b.key == key) else { return Ok(Step::default()) };
+    let Some(batch) = r.batches()?.into_iter().find(|b| b.key == key) else { return Ok(Step::default()) };
     if response.results.len() != batch.items.len() {
         return Err(Error::Protocol(format!(
             "push {key} sent {} changes but got {} results",
@@ -175,7 +193,7 @@ pub fn push_answered<R: Replica + ?Sized>(r: &mut R, key: &str, response: &PushR
         }
         take_result(r, item, change, result, &mut step)?;
     }
-    step.writes.push(Write::RemoveBatch);
+    step.writes.push(Write::RemoveBatch(batch.key));
     Ok(step)
 }
 
@@ -214,6 +232,7 @@ fn take_result<R: Replica + ?Sized>(
             priority: record.priority,
             bu: record.bu.clone(),
             epoch: shown_in,
+            conflict_at: None,
             pulled: false,
         }),
         (_, Some(version)) if taken => Some(ServerRecord {
@@ -226,9 +245,14 @@ fn take_result<R: Replica + ?Sized>(
             priority: change.priority.or(held.as_ref().map(|s| s.priority)).unwrap_or_default(),
             bu: change.bu.clone().or_else(|| held.as_ref().and_then(|s| s.bu.clone())),
             epoch: shown_in,
+            conflict_at: None,
             pulled: false,
         }),
-        _ => held.clone().map(|s| ServerRecord { status, ..s }),
+        _ => held.clone().map(|s| ServerRecord {
+            status,
+            conflict_at: if status == SyncStatus::Conflict { result.version } else { s.conflict_at },
+            ..s
+        }),
     };
     if let Some(state) = &new_state {
         if let Some(data) = state.data.clone().filter(|_| !state.deleted && Some(state.version) != held.as_ref().map(|s| s.version)) {
@@ -275,9 +299,9 @@ fn take_result<R: Replica + ?Sized>(
 /// splits it: its edits go back to the outbox and later batches are half as large. Any other
 /// refusal drops it, with an `invalid` notice per edit, and the app sees the server's state.
 pub fn push_refused<R: Replica + ?Sized>(r: &mut R, key: &str, status: u16, error: ItemError) -> Result<Step> {
-    let Some(batch) = r.batch()?.filter(|b| b.key == key) else { return Ok(Step::default()) };
+    let Some(batch) = r.batches()?.into_iter().find(|b| b.key == key) else { return Ok(Step::default()) };
     let mut step = Step::default();
-    step.writes.push(Write::RemoveBatch);
+    step.writes.push(Write::RemoveBatch(batch.key.clone()));
     if status == 413 && batch.items.len() > 1 {
         let mut meta = r.meta()?;
         meta.batch_cap = Some((batch.items.len() / 2).max(1));

@@ -56,7 +56,7 @@ pub fn pull_answered<R: Replica + ?Sized>(r: &mut R, from: Option<&str>, page: &
             }
             // Edits not yet acknowledged stay (and go to the server as usual); only the
             // server state they were based on, which the server no longer has, goes.
-            let covered = r.pending(&id)?.is_some() || r.batch()?.is_some_and(|b| b.items.iter().any(|p| p.id == id));
+            let covered = r.pending(&id)?.is_some() || super::in_batch(r, &id)?.is_some();
             step.writes.push(Write::RemoveRecord(id.clone()));
             if !covered {
                 step.events.push(Event::Changed { id, origin: Origin::Server });
@@ -96,11 +96,13 @@ fn take_record<R: Replica + ?Sized>(r: &mut R, meta: &Meta, envelope: &RecordEnv
         (None, _, _) if envelope.deleted => None,
         (None, _, _) => return Ok(false),
     };
-    let status = held.as_ref().map_or(SyncStatus::Synced, |h| match h.status {
-        // A newer version settles a conflict or a refused edit: the server's state stands.
-        SyncStatus::Conflict | SyncStatus::SyncError => SyncStatus::Synced,
-        other => other,
-    });
+    // A newer version settles a refused edit, and a manual conflict once it is past the
+    // version the conflict was against (an admin resolved it).
+    let conflict_at = held.as_ref().and_then(|h| h.conflict_at).filter(|v| envelope.version <= *v);
+    let status = match held.as_ref().map(|h| h.status) {
+        Some(SyncStatus::Conflict) if conflict_at.is_some() => SyncStatus::Conflict,
+        _ => SyncStatus::Synced,
+    };
     if let Some(data) = &data {
         step.writes.push(Write::Base { id: id.clone(), version: envelope.version, data: data.clone() });
     }
@@ -114,9 +116,10 @@ fn take_record<R: Replica + ?Sized>(r: &mut R, meta: &Meta, envelope: &RecordEnv
         priority: envelope.priority,
         bu: envelope.bu.clone(),
         epoch: meta.epoch,
+        conflict_at,
         pulled: true,
     }));
-    let covered = r.pending(&id)?.is_some() || r.batch()?.is_some_and(|b| b.items.iter().any(|p| p.id == id));
+    let covered = r.pending(&id)?.is_some() || super::in_batch(r, &id)?.is_some();
     if !covered {
         step.events.push(Event::Changed { id, origin: Origin::Server });
     }

@@ -217,7 +217,7 @@ impl World {
         for _ in 0..times {
             let response = self.server.push(&key, &request);
             if life == self.life {
-                let current = self.disk.run(|r| r.batch()).unwrap().is_some_and(|b| b.key == key);
+                let current = self.disk.run(|r| r.batches()).unwrap().iter().any(|b| b.key == key);
                 self.saw(if current { "push answer taken" } else { "push answer ignored (late or repeated)" });
                 if current {
                     for result in &response.results {
@@ -348,7 +348,7 @@ impl World {
 
     fn check(&mut self) {
         let snapshot = self.disk.snapshot();
-        assert!(snapshot.batch.is_none(), "a batch is still in flight");
+        assert!(snapshot.batches.is_empty(), "a batch is still in flight");
         assert!(snapshot.pending.is_empty(), "edits were never sent: {:?}", snapshot.pending);
         let server = self.server.state();
         let mut local = BTreeMap::new();
@@ -450,11 +450,11 @@ fn the_checks_catch_a_client_that_forgets_its_batch() {
     world.deliver_push(0, Answer::LostResponse);
     world.run(Action::EditElsewhere { rec: 0, value: Some(9) });
     // Forget the batch: its edit goes back to the outbox, as a careless client would do.
-    let batch = world.disk.run(|r| r.batch()).unwrap().unwrap();
+    let batch = world.disk.run(|r| r.batches()).unwrap().remove(0);
     world
         .disk
         .run(|r| {
-            let mut writes = vec![core::Write::RemoveBatch];
+            let mut writes = vec![core::Write::RemoveBatch(batch.key.clone())];
             writes.extend(batch.items.into_iter().map(core::Write::Pending));
             r.apply(&writes)
         })
