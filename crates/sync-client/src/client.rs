@@ -99,6 +99,8 @@ struct Inner {
     events: broadcast::Sender<Event>,
     outbox_changed: Notify,
     syncing: Mutex<()>,
+    /// The live transport found by `follow`, until it fails.
+    mode: std::sync::Mutex<Option<LiveMode>>,
 }
 
 impl Client {
@@ -116,6 +118,7 @@ impl Client {
                 events,
                 outbox_changed: Notify::new(),
                 syncing: Mutex::new(()),
+                mode: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -376,7 +379,12 @@ impl Client {
         let mut failures = 0;
         loop {
             let round = async {
-                let mode = self.live_mode().await?;
+                let known = *self.inner.mode.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mode = match known {
+                    Some(mode) => mode,
+                    None => self.live_mode().await?,
+                };
+                *self.inner.mode.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(mode);
                 let mut report = SyncReport::default();
                 {
                     let _one = self.inner.syncing.lock().await;
@@ -389,9 +397,20 @@ impl Client {
                     LiveMode::Poll => self.follow_polls(false).await,
                 }
             };
-            let error = match round.await {
+            let started = std::time::Instant::now();
+            let result = round.await;
+            if result.is_err() {
+                // Find the transport again after a failure (a server upgraded or rolled back).
+                *self.inner.mode.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            }
+            let error = match result {
                 Ok(()) => {
                     failures = 0;
+                    // A stream that ends at once (a server closing it, a moved cursor) is
+                    // reopened after a short pause, not in a tight loop.
+                    if started.elapsed() < Duration::from_secs(1) {
+                        tokio::time::sleep(self.inner.options.backoff.delay(0, None, rand::random())).await;
+                    }
                     continue;
                 }
                 Err(error) => error,
@@ -423,7 +442,10 @@ impl Client {
     /// Reads the event stream; returns to reconnect (a cursor moved elsewhere, the stream ended).
     async fn follow_stream(&self) -> Result<()> {
         let from = self.inner.store.meta()?.cursor;
-        let mut response = self.inner.remote.stream(&self.params(from.clone(), self.inner.options.delta, None), None).await?;
+        // The stored cursor is the truth: sent as `cursor=` and, on a reconnect, as
+        // `Last-Event-ID` (the event id of the last page taken).
+        let params = self.params(from.clone(), self.inner.options.delta, None);
+        let mut response = self.inner.remote.stream(&params, from.as_deref()).await?;
         let mut parser = SseParser::new();
         let mut at = from;
         loop {

@@ -37,3 +37,48 @@ fn scale(d: Duration, random: u64) -> Duration {
     let scaled = nanos * u128::from(random) / u128::from(u64::MAX);
     Duration::from_nanos(u64::try_from(scaled).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::Backoff;
+
+    const B: Backoff = Backoff { base: Duration::from_millis(500), max: Duration::from_secs(60) };
+
+    #[test]
+    fn table() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // (attempt, Retry-After, random) → delay
+        let cases = [
+            (0, None, 0, ms(0)),
+            (0, None, u64::MAX, ms(500)),
+            (3, None, u64::MAX, s(4)),
+            (3, None, u64::MAX / 2, ms(2000)),
+            (40, None, u64::MAX, s(60)),
+            (0, Some(s(5)), 0, s(5)),
+            (0, Some(s(5)), u64::MAX, ms(5500)),
+            (9, Some(s(120)), u64::MAX, s(132)),
+        ];
+        for (attempt, after, random, want) in cases {
+            let got = B.delay(attempt, after, random);
+            let diff = got.abs_diff(want);
+            assert!(diff < ms(1), "attempt {attempt}, Retry-After {after:?}, random {random}: {got:?} not {want:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn within_bounds(attempt in 0u32..100, after in proptest::option::of(0u64..600), random: u64) {
+            let after = after.map(Duration::from_secs);
+            let d = B.delay(attempt, after, random);
+            match after {
+                Some(after) => prop_assert!(d >= after && d <= after + after / 10),
+                None => prop_assert!(d <= B.max),
+            }
+        }
+    }
+}

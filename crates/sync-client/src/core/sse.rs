@@ -79,3 +79,51 @@ impl SseParser {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{SseEvent, SseParser};
+
+    fn event(event: &str, data: &str, id: Option<&str>) -> SseEvent {
+        SseEvent { event: event.into(), data: data.into(), id: id.map(Into::into) }
+    }
+
+    #[test]
+    fn table() {
+        let cases: [(&str, Vec<SseEvent>); 6] = [
+            ("event: changes\nid: c1.5\ndata: {\"a\":1}\n\n", vec![event("changes", "{\"a\":1}", Some("c1.5"))]),
+            ("event: heartbeat\r\ndata: {}\r\n\r\n", vec![event("heartbeat", "{}", None)]),
+            ("data: one\ndata: two\n\n", vec![event("message", "one\ntwo", None)]),
+            (": a comment\n\nevent: x\n\n", vec![]),
+            ("data:no space\n\ndata: second\n\n", vec![event("message", "no space", None), event("message", "second", None)]),
+            ("event: resync_required\ndata: {}\n", vec![]),
+        ];
+        for (input, want) in cases {
+            assert_eq!(SseParser::new().feed(input.as_bytes()), want, "{input:?}");
+        }
+        let mut parser = SseParser::new();
+        parser.feed(b"id: c1.9\ndata: x\n\n");
+        assert_eq!(parser.last_event_id.as_deref(), Some("c1.9"));
+    }
+
+    proptest! {
+        /// However the bytes are split into chunks, the same events come out.
+        #[test]
+        fn chunking_does_not_matter(cuts in proptest::collection::vec(0usize..200, 0..8)) {
+            let stream = "event: changes\r\nid: c1.1\r\ndata: {\"x\": [1, 2]}\r\n\r\n: keep-alive\n\nevent: heartbeat\ndata: {}\n\n";
+            let whole = SseParser::new().feed(stream.as_bytes());
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % stream.len()).collect();
+            cuts.sort_unstable();
+            let mut parser = SseParser::new();
+            let mut got = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([stream.len()]) {
+                got.extend(parser.feed(&stream.as_bytes()[from..cut]));
+                from = cut;
+            }
+            prop_assert_eq!(got, whole);
+        }
+    }
+}
