@@ -424,17 +424,32 @@ impl Client {
         }
     }
 
-    /// Long-polls (or sleeps `poll_interval`) and syncs, waking early for local edits.
+    /// Long-polls (or sleeps `poll_interval`) and syncs, waking early for local edits. The
+    /// sync lock is not held while waiting, so the app's own `sync()` calls go ahead.
     async fn follow_polls(&self, long_poll: bool) -> Result<()> {
         loop {
             let mut report = SyncReport::default();
-            let _one = self.inner.syncing.lock().await;
-            self.push_all(&mut report).await?;
-            let wait = long_poll.then_some(self.inner.options.long_poll_wait.clamp(1, 60));
-            tokio::select! {
-                pulled = self.pull_all(&mut report, wait) => pulled?,
-                () = self.inner.outbox_changed.notified() => {}
-                () = tokio::time::sleep(self.inner.options.poll_interval), if !long_poll => {}
+            {
+                let _one = self.inner.syncing.lock().await;
+                self.push_all(&mut report).await?;
+                if !long_poll {
+                    self.pull_all(&mut report, None).await?;
+                }
+            }
+            if long_poll {
+                let wait = self.inner.options.long_poll_wait.clamp(1, 60);
+                tokio::select! {
+                    pulled = async {
+                        let _one = self.inner.syncing.lock().await;
+                        self.pull_all(&mut report, Some(wait)).await
+                    } => pulled?,
+                    () = self.inner.outbox_changed.notified() => {}
+                }
+            } else {
+                tokio::select! {
+                    () = tokio::time::sleep(self.inner.options.poll_interval) => {}
+                    () = self.inner.outbox_changed.notified() => {}
+                }
             }
         }
     }

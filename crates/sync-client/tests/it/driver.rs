@@ -134,3 +134,48 @@ async fn a_413_halves_the_batches_until_they_pass() {
     assert!(!seen.gzipped.lock().unwrap().is_empty(), "the first, large batches went gzipped");
     assert!(c.query_json("journal").unwrap().iter().all(|v| v.version == 1));
 }
+
+#[tokio::test]
+async fn without_a_stream_follow_long_polls() {
+    let id = Uuid::new_v4();
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    let seen = waits.clone();
+    let no_stream = || async {
+        let error = json!({"error": {"code": "not_found", "message": "no such route", "details": null}});
+        (StatusCode::NOT_FOUND, axum::Json(error))
+    };
+    // The first pull has nothing; a long-poll from its cursor is answered when "a change
+    // commits" (after a moment) with the record.
+    let pull = move |query: axum::extract::Query<std::collections::HashMap<String, String>>| {
+        let seen = seen.clone();
+        async move {
+            let wait = query.get("wait").cloned();
+            seen.lock().unwrap().push(wait.clone());
+            let page = match (query.get("cursor").map(String::as_str), wait) {
+                (Some("c1.1"), Some(_)) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    json!({"changes": [record(id, 1, "long-polled")], "cursor": "c1.2", "has_more": false, "remaining": 0})
+                }
+                (Some(cursor), _) => json!({"changes": [], "cursor": cursor, "has_more": false, "remaining": 0}),
+                (None, _) => json!({"changes": [], "cursor": "c1.1", "has_more": false, "remaining": 0}),
+            };
+            axum::Json(page)
+        }
+    };
+    let router = Router::new().route("/api/v1/sync/stream", get(no_stream)).route("/api/v1/sync/pull", get(pull));
+    let url = serve(router).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&url, &dir);
+    assert_eq!(c.live_mode().await.unwrap(), LiveMode::LongPoll);
+    let follower = c.clone();
+    let follow = tokio::spawn(async move { follower.follow().await });
+    let arrived = tokio::time::timeout(Duration::from_secs(10), async {
+        while c.get_json("journal", id).unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(arrived.is_ok(), "pulls: {:?}", waits.lock().unwrap());
+    assert!(waits.lock().unwrap().contains(&Some("25".to_owned())), "a long-poll waits the configured 25 s");
+    follow.abort();
+}
