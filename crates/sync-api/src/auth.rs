@@ -7,7 +7,9 @@
 //! touching the database. Authorization (roles, tenant and unit scoping) is not done here but
 //! in the engine, which every transport calls through the operation interface.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -30,11 +32,58 @@ pub struct Claims {
     pub exp: u64,
 }
 
+/// Most token look-ups one node caches; beyond, the cache starts again empty.
+const MAX_CACHED_TOKENS: usize = 100_000;
+
 /// Turns credentials into principals. Cheap to clone.
 #[derive(Clone)]
 pub struct Authenticator {
     db: Database,
     jwt: Option<(DecodingKey, Validation)>,
+    cache: Option<TokenCache>,
+}
+
+/// Token look-ups of this node, by token hash, trusted while the live hub's LISTEN connection
+/// is up (it hears every node's and the command line's revocations) and only at the cache
+/// generation they were filled at. An entry is also re-checked in the database once a
+/// [`store::LAST_USED_RESOLUTION_MICROS`], which records the token's use as an uncached
+/// look-up does, and never used past the token's expiry.
+#[derive(Clone)]
+struct TokenCache {
+    hub: sync_live::Hub,
+    entries: Arc<Mutex<HashMap<String, CachedToken>>>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedToken {
+    principal: Principal,
+    expires_at: Option<i64>,
+    checked_at: i64,
+    generation: u64,
+}
+
+impl TokenCache {
+    /// The generation to trust entries at, or `None` when the cache must not be used.
+    fn generation(&self) -> Option<u64> {
+        self.hub.listening().then(|| self.hub.cache_generation())
+    }
+
+    fn get(&self, hash: &str, now: i64, generation: u64) -> Option<Principal> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.get(hash)?;
+        let fresh = entry.generation == generation
+            && entry.expires_at.is_none_or(|at| now < at)
+            && now.saturating_sub(entry.checked_at) < store::LAST_USED_RESOLUTION_MICROS;
+        fresh.then(|| entry.principal.clone())
+    }
+
+    fn put(&self, hash: String, token: CachedToken) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= MAX_CACHED_TOKENS && !entries.contains_key(&hash) {
+            entries.clear();
+        }
+        entries.insert(hash, token);
+    }
 }
 
 impl fmt::Debug for Authenticator {
@@ -52,7 +101,15 @@ impl Authenticator {
             validation.leeway = 30;
             (DecodingKey::from_secret(secret), validation)
         });
-        Self { db, jwt }
+        Self { db, jwt, cache: None }
+    }
+
+    /// Caches token look-ups while `hub` hears every node's revocations (PostgreSQL with the
+    /// LISTEN connection up; on SQLite the command line revokes from another process without
+    /// a channel to this one, so every look-up reads the database).
+    pub fn with_cache(mut self, hub: sync_live::Hub) -> Self {
+        self.cache = Some(TokenCache { hub, entries: Arc::default() });
+        self
     }
 
     /// The principal of an `Authorization` header value.
@@ -75,10 +132,28 @@ impl Authenticator {
         {
             return verify_jwt(credential, key, validation);
         }
-        let token = credential.to_owned();
         let now = sync_domain::micros::now();
-        let principal = self.db.run(move |conn| store::authenticate_token(conn, &token, now)).await?;
-        principal.ok_or_else(|| ApiError::Unauthorized("invalid, revoked or expired token".into()))
+        let cached = self.cache.as_ref().and_then(|cache| Some((cache, cache.generation()?)));
+        let hash = cached.map(|_| store::hash_token(credential));
+        if let (Some((cache, generation)), Some(hash)) = (cached, &hash)
+            && let Some(principal) = cache.get(hash, now, generation)
+        {
+            return Ok(principal);
+        }
+        let token = credential.to_owned();
+        let active = self.db.run(move |conn| store::authenticate_token(conn, &token, now)).await?;
+        let active =
+            active.ok_or_else(|| ApiError::Unauthorized("invalid, revoked or expired token".into()))?;
+        if let (Some((cache, generation)), Some(hash)) = (cached, hash) {
+            let entry = CachedToken {
+                principal: active.principal.clone(),
+                expires_at: active.expires_at,
+                checked_at: now,
+                generation,
+            };
+            cache.put(hash, entry);
+        }
+        Ok(active.principal)
     }
 }
 

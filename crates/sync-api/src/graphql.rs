@@ -7,21 +7,36 @@
 //! authenticated before the document is executed (401 without a valid token, as on REST);
 //! an operation's own failures are GraphQL errors whose `extensions` carry the protocol's
 //! `code` and the HTTP `status` REST would have answered with.
+//!
+//! The `changes` subscription (PROTOCOL.md section 11) runs over the `graphql-transport-ws`
+//! protocol at `/graphql/ws` (and the older `graphql-ws` one): the socket is authenticated by
+//! its `Authorization` header or by the `connection_init` payload (`{"Authorization": "Bearer
+//! …"}` or `{"token": "…"}`), and each subscription follows a cursor through `sync-live`, as
+//! server-sent events do, yielding the same pull responses.
 
-use async_graphql::{Context, EmptySubscription, ErrorExtensions, Json, Object, Schema};
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols, WsMessage};
+use async_graphql::{Context, Data, ErrorExtensions, Json, Object, Schema, Subscription};
+use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sync_domain::protocol::{GraphqlRequest, PartialSyncRequest, PullRequest, PushRequest};
+use sync_domain::store::Principal;
+use sync_live::{CloseReason, LiveEvent, Next, StreamRequest};
 
 use crate::error::ApiError;
 use crate::operation::{OperationRequest, SyncApi, SyncOperation, Transport};
 use crate::rest::{self, Caller};
 
 /// The GraphQL schema type.
-pub type SyncSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type SyncSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Deepest query accepted (the schema is flat; this only stops abuse).
 const MAX_DEPTH: usize = 16;
@@ -30,7 +45,7 @@ const MAX_COMPLEXITY: usize = 256;
 
 /// Builds the schema (no data attached: each request carries its caller).
 pub fn schema() -> SyncSchema {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
@@ -298,4 +313,200 @@ async fn run(api: SyncApi, caller: Caller, request: Request) -> Result<Response,
         http.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
     }
     Ok(http)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriptions
+
+/// The context of a subscription socket: the API and who opened it.
+struct SubscriberContext {
+    api: SyncApi,
+    principal: Principal,
+    /// The key its streams are counted under per token.
+    token_key: String,
+}
+
+/// Subscriptions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubscriptionRoot;
+
+/// The GraphQL error that ends a subscription, with the protocol's code.
+fn stream_error(code: &str, message: String) -> async_graphql::Error {
+    async_graphql::Error::new(message).extend_with(|_, ext| ext.set("code", code))
+}
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// The changes after `cursor` the caller may see, as pull responses (PROTOCOL.md section
+    /// 11): the backlog in pages, then each batch as it commits. A cursor older than the purged
+    /// history ends the subscription with the error `resync_required`; a server restart or a
+    /// subscriber too slow to keep up ends it with `restarting` or `too_slow` (resubscribe
+    /// with the last cursor).
+    async fn changes(
+        &self,
+        ctx: &Context<'_>,
+        cursor: Option<String>,
+        domains: Option<Vec<String>>,
+        delta: Option<bool>,
+        device_id: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Json<Value>>> + use<>> {
+        let sc = ctx.data::<SubscriberContext>()?;
+        let request = StreamRequest {
+            principal: sc.principal.clone(),
+            cursor: cursor.filter(|c| !c.is_empty()),
+            domains,
+            delta: delta.unwrap_or(false),
+            device_id,
+            token_key: sc.token_key.clone(),
+        };
+        let subscription =
+            sc.api.live().subscribe(request).map_err(|e| gql_error(crate::live::api_error(e)))?;
+        Ok(futures_util::stream::unfold(Some(subscription), |state| async move {
+            let mut subscription = state?;
+            loop {
+                let item = match subscription.next().await {
+                    Next::Event(LiveEvent::Changes(reply)) => match serde_json::to_value(&reply.response) {
+                        Ok(value) => return Some((Ok(Json(value)), Some(subscription))),
+                        Err(e) => Err(stream_error("internal", e.to_string())),
+                    },
+                    // Admin events and heartbeats are the other transports' (the protocol
+                    // pings keep this socket alive).
+                    Next::Event(LiveEvent::Heartbeat | LiveEvent::Conflict(_) | LiveEvent::Alert(_)) => {
+                        continue;
+                    }
+                    Next::Event(LiveEvent::ResyncRequired) => {
+                        Err(gql_error(ApiError::Engine(sync_domain::Error::ResyncRequired)))
+                    }
+                    Next::Closed(CloseReason::Replaced) | Next::End => return None,
+                    Next::Closed(reason) => {
+                        let (code, message) = crate::live::close_reason_parts(&reason);
+                        Err(stream_error(code, message))
+                    }
+                };
+                return Some((item, None));
+            }
+        }))
+    }
+}
+
+/// The path of the subscription socket.
+pub const WS_PATH: &str = "/graphql/ws";
+
+/// graphql-transport-ws's close code for a refused `connection_init`.
+const FORBIDDEN: u16 = 4403;
+
+/// The credential of a `connection_init` payload: `{"Authorization": "Bearer …"}` (any case)
+/// or `{"token": "…"}`.
+fn init_authorization(payload: &Value) -> Option<String> {
+    let object = payload.as_object()?;
+    if let Some(token) = object.get("token").and_then(Value::as_str) {
+        return Some(format!("Bearer {token}"));
+    }
+    object
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, value)| value.as_str())
+        .map(str::to_owned)
+}
+
+/// `GET /graphql/ws`: the subscription socket (`graphql-transport-ws` or `graphql-ws`).
+pub(crate) async fn ws_handler(
+    State(api): State<SyncApi>,
+    headers: HeaderMap,
+    protocol: Option<GraphqlProtocol>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let Some(GraphqlProtocol(protocol)) = protocol else {
+        return ApiError::bad_request(
+            "invalid_protocol",
+            "Sec-WebSocket-Protocol must offer graphql-transport-ws (or graphql-ws)",
+        )
+        .into_response();
+    };
+    let slot = match crate::live::connect(&api) {
+        Ok(slot) => slot,
+        Err(response) => return *response,
+    };
+    let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).max_message_size(crate::live::MAX_WS_MESSAGE).on_upgrade(
+        move |socket| async move {
+            let (mut sink, stream) = socket.split();
+            let input = stream
+                .take_while(|message| {
+                    std::future::ready(matches!(message, Ok(m) if !matches!(m, Message::Close(_))))
+                })
+                .filter_map(|message| {
+                    std::future::ready(match message {
+                        Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
+                        Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
+                        _ => None,
+                    })
+                });
+            let init_api = api.clone();
+            // graphql-transport-ws closes a refused `connection_init` with 4403 Forbidden
+            // (async-graphql says 1002, its code for any protocol error).
+            let refused = Arc::new(AtomicBool::new(false));
+            let init_refused = refused.clone();
+            let schema = api.graphql_schema().clone();
+            let mut shutdown = api.live().hub().shutdown_signal();
+            let mut outgoing = async_graphql::http::WebSocket::new(schema, input, protocol)
+                .on_connection_init(move |payload| async move {
+                    let authorization = header.or_else(|| init_authorization(&payload));
+                    let principal = init_api.authenticate(authorization.as_deref()).await.map_err(|e| {
+                        init_refused.store(true, Ordering::Release);
+                        async_graphql::Error::new(e.to_string())
+                    })?;
+                    let credential = authorization
+                        .as_deref()
+                        .and_then(|h| h.trim().split_once(' ').map(|(_, c)| c.trim().to_owned()))
+                        .unwrap_or_default();
+                    let token_key = crate::live::token_key(&principal, &credential);
+                    let mut data = Data::default();
+                    data.insert(SubscriberContext { api: init_api, principal, token_key });
+                    Ok(data)
+                });
+            loop {
+                let message = tokio::select! {
+                    message = outgoing.next() => message,
+                    () = sync_live::hub::until_set(&mut shutdown) => Some(WsMessage::Close(
+                        crate::live::close::RESTART,
+                        "the server is restarting; reconnect with your cursor".into(),
+                    )),
+                };
+                let (frame, last) = match message {
+                    Some(WsMessage::Text(text)) => (Message::Text(text.into()), false),
+                    Some(WsMessage::Close(code, reason)) => {
+                        let code = if refused.load(Ordering::Acquire) { FORBIDDEN } else { code };
+                        (Message::Close(Some(CloseFrame { code, reason: reason.into() })), true)
+                    }
+                    None => break,
+                };
+                if sink.send(frame).await.is_err() || last {
+                    break;
+                }
+            }
+            drop(slot);
+        },
+    )
+}
+
+/// The subscription protocol a client offered in `Sec-WebSocket-Protocol`.
+pub(crate) struct GraphqlProtocol(WebSocketProtocols);
+
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for GraphqlProtocol {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts
+            .headers
+            .get(header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|protocols| {
+                protocols.split(',').find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
+            })
+            .map(GraphqlProtocol))
+    }
 }

@@ -7,6 +7,7 @@ pub mod cors;
 pub mod error;
 pub mod graphql;
 pub mod limits;
+pub mod live;
 pub mod openapi;
 pub mod operation;
 pub mod rest;

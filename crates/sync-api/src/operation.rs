@@ -350,6 +350,7 @@ pub struct SyncApi {
     schema: crate::graphql::SyncSchema,
     limiter: Limiter,
     cors_allowed_origins: Arc<Vec<String>>,
+    live: sync_live::Live,
 }
 
 impl std::fmt::Debug for SyncApi {
@@ -362,9 +363,17 @@ impl std::fmt::Debug for SyncApi {
 }
 
 impl SyncApi {
+    /// The API over `engine`, with live streams fanned out in this process (default limits).
     pub fn new(engine: SyncEngine, options: ApiOptions) -> Self {
+        Self::with_live(sync_live::Live::new(engine, sync_live::LiveConfig::default()), options)
+    }
+
+    /// The API over the live layer's engine (which tells the hub of every commit).
+    pub fn with_live(live: sync_live::Live, options: ApiOptions) -> Self {
+        let engine = live.engine().clone();
         let auth =
-            Authenticator::new(engine.database().clone(), options.jwt_secret.as_deref().map(str::as_bytes));
+            Authenticator::new(engine.database().clone(), options.jwt_secret.as_deref().map(str::as_bytes))
+                .with_cache(live.hub().clone());
         let config = engine.config();
         let compression = CompressionConfig {
             mode: CompressionMode::Adaptive,
@@ -381,6 +390,7 @@ impl SyncApi {
             schema: crate::graphql::schema(),
             limiter: Limiter::new(options.limits),
             cors_allowed_origins: Arc::new(options.cors_allowed_origins),
+            live,
         }
     }
 
@@ -424,6 +434,11 @@ impl SyncApi {
         if let Err(e) = self.engine.record_failed_sync(&principal, failed).await {
             tracing::warn!(error = %e, "could not record a refused sync");
         }
+    }
+
+    /// The live layer: hub, coalescing reader, limits.
+    pub fn live(&self) -> &sync_live::Live {
+        &self.live
     }
 
     pub fn engine(&self) -> &SyncEngine {

@@ -70,6 +70,9 @@ pub fn router(api: SyncApi) -> Router {
         .route(paths::DEVICE_HEALTH, get(device_health))
         .route(paths::DEVICE_HEALTH.trim_end_matches('/'), get(device_health))
         .route(paths::GRAPHQL, post(crate::graphql::handler))
+        .route(crate::live::paths::STREAM, get(crate::live::sse))
+        .route(crate::live::paths::WS, get(crate::live::ws))
+        .route(crate::graphql::WS_PATH, get(crate::graphql::ws_handler))
         .route_layer(middleware::from_fn_with_state(api.clone(), track));
     let router = Router::new()
         .merge(sync_routes)
@@ -134,6 +137,11 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The operation of this caller with `request`.
+    pub(crate) fn into_operation(self, request: OperationRequest) -> SyncOperation {
+        self.operation(request)
+    }
+
     fn operation(self, request: OperationRequest) -> SyncOperation {
         SyncOperation {
             principal: self.principal,
@@ -385,7 +393,7 @@ impl<T: DeserializeOwned, S: Sync> FromRequestParts<S> for QueryParams<T> {
 }
 
 /// Writes an encoded JSON body with its headers.
-fn json_response(status: StatusCode, body: EncodedBody) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: EncodedBody) -> Response {
     let mut response = (status, body.bytes).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -473,6 +481,9 @@ async fn pull(
         device_id: q.device_id,
         network_quality: None,
     };
+    if let Some(wait) = q.wait {
+        return crate::live::long_poll(&api, caller, request, wait).await;
+    }
     run(&api, caller, OperationRequest::Pull(request)).await
 }
 

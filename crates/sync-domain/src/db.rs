@@ -2,10 +2,13 @@
 //! transaction entry points (async ones run the blocking diesel work on tokio's blocking pool).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use diesel::connection::{AnsiTransactionManager, Connection, SimpleConnection, TransactionManager};
+use diesel::connection::{
+    AnsiTransactionManager, Connection, InstrumentationEvent, SimpleConnection, TransactionManager,
+};
 use diesel::pg::PgConnection;
 use diesel::r2d2::R2D2Connection;
 use diesel::sqlite::SqliteConnection;
@@ -181,6 +184,11 @@ struct Inner {
     /// instead of polling SQLite's busy handler (`BEGIN IMMEDIATE` still protects against
     /// other processes).
     sqlite_writer: Mutex<()>,
+    /// The PostgreSQL URL and schema, for a dedicated connection of another driver (the live
+    /// hub's LISTEN connection).
+    postgres: Option<(String, Option<String>)>,
+    /// Statements run on the pool's connections (see [`Database::statements`]).
+    statements: Arc<AtomicU64>,
 }
 
 /// Worker threads shared by every pool of the process.
@@ -288,7 +296,17 @@ impl Database {
             })
         }
         .max(1);
-        let manager = Manager { target, busy_timeout: opts.busy_timeout, search_path: opts.search_path };
+        let postgres = match &target {
+            Target::Postgres(url) => Some((url.clone(), opts.search_path.clone())),
+            _ => None,
+        };
+        let statements = Arc::new(AtomicU64::new(0));
+        let manager = Manager {
+            target,
+            busy_timeout: opts.busy_timeout,
+            search_path: opts.search_path,
+            statements: statements.clone(),
+        };
         let workers = pool_workers();
         let mut builder = r2d2::Pool::builder()
             .thread_pool(workers.clone())
@@ -309,6 +327,8 @@ impl Database {
                 close_timeout,
                 backend,
                 sqlite_writer: Mutex::new(()),
+                postgres,
+                statements,
             }),
         };
         if opts.check_on_connect {
@@ -320,6 +340,20 @@ impl Database {
     /// Which backend this handle talks to.
     pub fn backend(&self) -> Backend {
         self.inner.backend
+    }
+
+    /// Statements run on this database's pooled connections since it was opened (queries,
+    /// transaction control and pool pings alike; connection setup excluded): what benchmarks
+    /// and tests count database round trips with.
+    pub fn statements(&self) -> u64 {
+        self.inner.statements.load(Ordering::Relaxed)
+    }
+
+    /// On PostgreSQL, the connection URL (with any `connect_timeout` added) and the schema set
+    /// by [`ConnectOptions::search_path`], for a dedicated connection outside the pool (the
+    /// live hub's LISTEN connection). `None` on SQLite.
+    pub fn postgres_target(&self) -> Option<(&str, Option<&str>)> {
+        self.inner.postgres.as_ref().map(|(url, schema)| (url.as_str(), schema.as_deref()))
     }
 
     /// Pool occupancy.
@@ -601,6 +635,7 @@ struct Manager {
     target: Target,
     busy_timeout: Duration,
     search_path: Option<String>,
+    statements: Arc<AtomicU64>,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -608,6 +643,32 @@ impl r2d2::ManageConnection for Manager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<DbConnection, diesel::r2d2::Error> {
+        let mut conn = self.establish()?;
+        // Counts every statement the connection runs from now on (one atomic add each).
+        let statements = self.statements.clone();
+        let count = move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::StartQuery { .. } = event {
+                statements.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        match &mut conn {
+            DbConnection::Pg(c) => c.set_instrumentation(count),
+            DbConnection::Sqlite(c) => c.set_instrumentation(count),
+        }
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+impl Manager {
+    fn establish(&self) -> Result<DbConnection, diesel::r2d2::Error> {
         use diesel::r2d2::Error as E;
         match &self.target {
             Target::SqliteFile(path) => self.sqlite(path),
@@ -628,16 +689,6 @@ impl r2d2::ManageConnection for Manager {
         }
     }
 
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.ping().map_err(diesel::r2d2::Error::QueryError)
-    }
-
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        conn.is_broken()
-    }
-}
-
-impl Manager {
     fn sqlite(&self, path: &str) -> Result<DbConnection, diesel::r2d2::Error> {
         use diesel::r2d2::Error as E;
         let mut conn = SqliteConnection::establish(path).map_err(E::ConnectionError)?;

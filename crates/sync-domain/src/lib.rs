@@ -6,6 +6,7 @@ pub mod db;
 pub mod domains;
 pub mod engine;
 pub mod error;
+pub mod live;
 pub mod micros;
 pub mod protocol;
 pub mod schema;

@@ -44,9 +44,9 @@ pub use records::{
     insert_versions, pull_page, purge, raw_upsert_baseline, tenant_history, upsert_records, versions_as_of,
 };
 pub use tenants::{
-    LAST_USED_RESOLUTION_MICROS, Principal, Role, TOKEN_PREFIX, TokenRow, UserRow, authenticate_token,
-    create_token, ensure_tenant, get_user, hash_token, list_tokens, lookup_token, revoke_token,
-    revoke_token_id, revoke_user_tokens, tenant_ids, token_by_id, upsert_user,
+    ActiveToken, LAST_USED_RESOLUTION_MICROS, Principal, Role, TOKEN_PREFIX, TokenRow, UserRow,
+    authenticate_token, create_token, ensure_tenant, get_user, hash_token, list_tokens, lookup_token,
+    revoke_token, revoke_token_id, revoke_user_tokens, tenant_ids, token_by_id, upsert_user,
 };
 
 /// Most bound parameters per statement we allow ourselves: below SQLite's default limit

@@ -81,6 +81,10 @@ pub struct PullQuery {
         param(min_length = 1, max_length = 128, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")
     )]
     pub device_id: Option<String>,
+    /// Long-poll: when nothing is after the cursor, hold the request up to this many seconds
+    /// (1 to 60) for a change the caller may see (PROTOCOL.md section 11).
+    #[cfg_attr(feature = "openapi", param(value_type = Option<u64>, minimum = 1, maximum = 60))]
+    pub wait: Option<u32>,
 }
 
 /// `?device_id=…` of the queue-status and device-health endpoints.

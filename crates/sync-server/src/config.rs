@@ -37,6 +37,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sync_api::LimitsConfig;
 use sync_domain::SyncConfig;
+use sync_live::LiveConfig;
 
 use crate::error::CliError;
 use crate::jobs::JobsConfig;
@@ -79,6 +80,8 @@ pub struct FileConfig {
     pub limits: LimitsConfig,
     /// When `serve` runs the scheduled jobs (see `jobs.rs`).
     pub jobs: JobsConfig,
+    /// Live streams (`sync_live::LiveConfig`): limits and timings.
+    pub live: LiveConfig,
 }
 
 /// The resolved configuration.
@@ -91,6 +94,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub cors_allowed_origins: Vec<String>,
     pub jobs: JobsConfig,
+    pub live: LiveConfig,
 }
 
 /// Flags that override everything else.
@@ -121,7 +125,9 @@ impl Config {
             None => FileConfig::default(),
         };
         let sync = apply_env(file.sync, env)?;
-        let problems = sync.problems();
+        let live = apply_live_env(file.live, env)?;
+        let mut problems = sync.problems();
+        problems.extend(live.problems());
         if !problems.is_empty() {
             return Err(CliError::Config(format!("invalid configuration: {}", problems.join("; "))));
         }
@@ -153,7 +159,7 @@ impl Config {
             return Err(CliError::Config(format!("invalid configuration: {}", problems.join("; "))));
         }
         let jobs = file.jobs.resolve(env)?;
-        Ok(Config { bind, database_url, jwt_secret, sync, limits, cors_allowed_origins, jobs })
+        Ok(Config { bind, database_url, jwt_secret, sync, limits, cors_allowed_origins, jobs, live })
     }
 }
 
@@ -186,6 +192,30 @@ fn limits_from_env(
 
 fn one_line(e: &impl std::fmt::Display) -> String {
     e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Applies `SYNC_LIVE_<FIELD>` variables to the fields of `[live]`.
+fn apply_live_env(live: LiveConfig, env: &[(String, String)]) -> Result<LiveConfig, CliError> {
+    let Value::Object(mut fields) =
+        serde_json::to_value(&live).map_err(|e| CliError::Config(format!("configuration: {e}")))?
+    else {
+        return Ok(live);
+    };
+    let mut changed = false;
+    for (name, raw) in env {
+        let Some(field) = name.strip_prefix("SYNC_LIVE_") else { continue };
+        let Some(slot) = fields.get_mut(&field.to_ascii_lowercase()) else { continue };
+        *slot = serde_json::from_str::<Value>(raw.trim())
+            .ok()
+            .filter(Value::is_number)
+            .unwrap_or_else(|| Value::String(raw.clone()));
+        changed = true;
+    }
+    if !changed {
+        return Ok(live);
+    }
+    serde_json::from_value(Value::Object(fields))
+        .map_err(|e| CliError::Config(format!("invalid SYNC_LIVE_* environment override: {e}")))
 }
 
 /// Applies `SYNC_<FIELD>` variables to the top-level fields of `sync`.
@@ -236,6 +266,7 @@ mod tests {
         assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(config.bind.to_string(), DEFAULT_BIND);
         assert_eq!(config.sync, SyncConfig::default());
+        assert_eq!(config.live, LiveConfig::default());
         assert_eq!(config.jwt_secret, None);
         assert_eq!(config.limits, LimitsConfig::default());
         assert_eq!((config.limits.rate_limit_per_minute, config.limits.rate_limit_burst), (600, 120));

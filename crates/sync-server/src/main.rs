@@ -339,8 +339,13 @@ async fn serve(config: Config) -> Result<(), CliError> {
         tracing::info!(applied = applied.len(), "migrations applied");
     }
     let engine = SyncEngine::new(db.clone(), config.sync.clone(), DomainRegistry::builtin());
-    let api = SyncApi::new(
-        engine.clone(),
+    // Live changes: the hub hears this node's commits; on PostgreSQL a LISTEN connection
+    // hears the other nodes'.
+    let live = sync_live::Live::new(engine, config.live.clone());
+    live.start_listener();
+    let engine = live.engine().clone();
+    let api = SyncApi::with_live(
+        live.clone(),
         ApiOptions {
             jwt_secret: config.jwt_secret.clone(),
             limits: config.limits.clone(),
@@ -364,7 +369,14 @@ async fn serve(config: Config) -> Result<(), CliError> {
     ));
 
     tracing::info!(backend = %db.backend(), "listening on http://{address}");
-    let served = axum::serve(listener, sync_api::router(api)).with_graceful_shutdown(shutdown_signal()).await;
+    let closing = live.clone();
+    let served = axum::serve(listener, sync_api::router(api))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Live streams close with "reconnect" (1012) so that graceful shutdown can finish.
+            closing.shutdown();
+        })
+        .await;
     // Stop the scheduler (and join its leader-lock thread, which holds a connection) whether
     // or not serving failed.
     let _ = stop_jobs.send(true);

@@ -39,8 +39,13 @@ pub struct BenchOptions {
     pub initial_records: usize,
     /// Records changed before the incremental pull.
     pub incremental_records: usize,
-    /// Write-to-pull samples per case.
+    /// Write-to-pull and write-to-stream samples per case.
     pub latency_samples: usize,
+    /// Open streams of the live fan-out case, and its commits.
+    pub fanout_subscribers: usize,
+    pub fanout_commits: usize,
+    /// Open idle streams of the live idle-connections case.
+    pub idle_connections: usize,
 }
 
 impl BenchOptions {
@@ -52,6 +57,9 @@ impl BenchOptions {
             initial_records: 100_000,
             incremental_records: 1_000,
             latency_samples: 500,
+            fanout_subscribers: 1_000,
+            fanout_commits: 50,
+            idle_connections: 10_000,
         }
     }
 
@@ -63,6 +71,9 @@ impl BenchOptions {
             initial_records: 2_000,
             incremental_records: 200,
             latency_samples: 50,
+            fanout_subscribers: 100,
+            fanout_commits: 5,
+            idle_connections: 300,
         }
     }
 }
@@ -109,10 +120,17 @@ pub struct BackendResults {
     pub incremental_full: PullCase,
     pub write_to_pull_idle: Latency,
     pub write_to_pull_loaded: Latency,
+    /// Live changes (server-sent events).
+    pub live: crate::live_bench::LiveResults,
 }
 
-/// Runs every case against `server`.
-pub async fn run_backend(server: &ServerProcess, options: &BenchOptions) -> Result<BackendResults> {
+/// Runs every case against `server`; the live cases also against `other_node`, a second
+/// server on the same database, when given.
+pub async fn run_backend(
+    server: &ServerProcess,
+    other_node: Option<&ServerProcess>,
+    options: &BenchOptions,
+) -> Result<BackendResults> {
     let http = SyncClient::http_client()?;
     let target = server.target();
     let tenant = format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8]);
@@ -160,6 +178,7 @@ pub async fn run_backend(server: &ServerProcess, options: &BenchOptions) -> Resu
     let loaded = write_to_pull(&device("writer2")?, &device("watcher2")?, options.latency_samples).await;
     stop.store(true, Ordering::Relaxed);
     let _ = background.await;
+    let live = crate::live_bench::run(server, other_node, options).await?;
 
     Ok(BackendResults {
         backend: server.backend().to_string(),
@@ -170,11 +189,12 @@ pub async fn run_backend(server: &ServerProcess, options: &BenchOptions) -> Resu
         incremental_full,
         write_to_pull_idle,
         write_to_pull_loaded: loaded?,
+        live,
     })
 }
 
 /// A new task record, as phones send them.
-fn new_change(id: Uuid) -> Change {
+pub(crate) fn new_change(id: Uuid) -> Change {
     let n = id.as_u128() % 100_000;
     Change {
         domain: "task".into(),
@@ -366,7 +386,7 @@ async fn write_to_pull(writer: &SyncClient, watcher: &SyncClient, samples: usize
 }
 
 /// Background load: every client pushes 100-change batches until `stop`.
-async fn push_until(clients: Vec<SyncClient>, stop: Arc<AtomicBool>) -> u64 {
+pub(crate) async fn push_until(clients: Vec<SyncClient>, stop: Arc<AtomicBool>) -> u64 {
     let pushed = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = clients
         .into_iter()
@@ -526,6 +546,7 @@ pub fn markdown(results: &[BackendResults], machine: &str, date: &str, options: 
             );
         }
     }
+    crate::live_bench::markdown(&mut out, results);
     let _ = writeln!(out, "\n### Charts\n");
     for (file, alt) in [
         ("bench-throughput.svg", "Push throughput by concurrency per backend"),

@@ -235,8 +235,14 @@ async fn bench(args: BenchArgs) -> Result<bool> {
     let mut results = Vec::new();
     for backend in args.database.backends() {
         let server = ServerProcess::start(&binary, backend).await?;
+        // PostgreSQL: a second node on the same database for the cross-node live case.
+        let other_node = match backend {
+            Backend::Postgres => Some(server.another_node().await?),
+            Backend::Sqlite => None,
+        };
         eprintln!("benchmarking {backend} at {}", server.base_url());
-        let result = bench::run_backend(&server, &options).await?;
+        let result = bench::run_backend(&server, other_node.as_ref(), &options).await?;
+        drop(other_node);
         server.stop();
         results.push(result);
     }

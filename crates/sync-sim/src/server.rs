@@ -2,8 +2,9 @@
 //! PostgreSQL schema, with a JWT secret for the fleet's tokens, and its CPU time and peak
 //! memory read from `/proc`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sync_domain::testing::TestDb;
@@ -26,9 +27,16 @@ pub struct ServerProcess {
     base_url: String,
     jwt_secret: String,
     backend: Backend,
-    /// Keeps the fresh database alive (and removes it afterwards).
-    db: TestDb,
+    /// Keeps the fresh database alive (and removes it afterwards); shared by the nodes of one
+    /// database.
+    db: Arc<TestDb>,
+    binary: PathBuf,
 }
+
+/// Live-stream settings of every server the simulator and the benchmark start: heartbeats
+/// often enough to check their timing in seconds, and room for the idle-connections case.
+const LIVE_ENV: [(&str, &str); 2] =
+    [("SYNC_LIVE_HEARTBEAT_SECS", "5"), ("SYNC_LIVE_MAX_LIVE_CONNECTIONS", "20000")];
 
 impl ServerProcess {
     /// Starts `binary serve` on a fresh database of `backend` and waits until it is ready.
@@ -39,27 +47,54 @@ impl ServerProcess {
                 Error::Server("PostgreSQL is not reachable (see SYNC_TEST_DATABASE_URL)".into())
             })?,
         };
+        let jwt_secret = uuid::Uuid::new_v4().simple().to_string();
+        Self::spawn(binary.to_owned(), backend, Arc::new(db), jwt_secret).await
+    }
+
+    /// Starts another node on this server's database (PostgreSQL: several `serve` processes
+    /// share one database), with the same JWT secret.
+    pub async fn another_node(&self) -> Result<ServerProcess> {
+        Self::spawn(self.binary.clone(), self.backend, self.db.clone(), self.jwt_secret.clone()).await
+    }
+
+    async fn spawn(
+        binary: PathBuf,
+        backend: Backend,
+        db: Arc<TestDb>,
+        jwt_secret: String,
+    ) -> Result<ServerProcess> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| Error::Server(format!("no free port: {e}")))?
             .port();
-        let jwt_secret = uuid::Uuid::new_v4().simple().to_string();
-        let child = Command::new(binary)
+        let child = Command::new(&binary)
             .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database", db.url()])
             .env("SYNC_JWT_SECRET", &jwt_secret)
             .env("SYNC_LOG", "warn")
             // The benchmark measures the engine, not the per-token budget of a phone.
             .env("SYNC_RATE_LIMIT_PER_MINUTE", "0")
             .env("SYNC_MAX_CONCURRENT_PUSHES_PER_TENANT", "0")
+            .envs(LIVE_ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| Error::Server(format!("cannot start {}: {e}", binary.display())))?;
-        let mut server =
-            ServerProcess { child, base_url: format!("http://127.0.0.1:{port}"), jwt_secret, backend, db };
+        let mut server = ServerProcess {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            jwt_secret,
+            backend,
+            db,
+            binary,
+        };
         server.wait_ready().await?;
         Ok(server)
+    }
+
+    /// Seconds between the live streams' heartbeats of the servers started here.
+    pub fn heartbeat_secs() -> u64 {
+        LIVE_ENV[0].1.parse().unwrap_or(15)
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
@@ -117,6 +152,14 @@ impl ServerProcess {
     pub fn peak_rss_bytes(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
+    /// The server's resident memory now.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     }

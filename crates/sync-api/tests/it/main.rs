@@ -8,6 +8,7 @@ mod console;
 mod endpoints;
 mod laws;
 mod limits;
+mod live;
 mod openapi;
 mod parity;
 mod schema;

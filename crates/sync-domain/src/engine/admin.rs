@@ -12,7 +12,9 @@ use super::{
     push::{effective_policy, record_state},
 };
 use crate::{
-    Error, Result, micros,
+    Error, Result,
+    live::{CommitKind, Committed},
+    micros,
     store::{self, ConflictQuery, ConflictStatus, PolicyRow, Principal, RecordKey, Role, SyncEventKind},
 };
 
@@ -86,12 +88,18 @@ impl SyncEngine {
         };
         let engine = self.clone();
         let domain = domain.to_owned();
-        self.retrying_write(move |conn| {
-            store::upsert_policy(conn, &row)?;
-            let rows = store::get_policies(conn, &row.tenant_id)?;
-            Ok(engine.policy_view(&domain, &rows))
-        })
-        .await
+        let fact = Committed::new(CommitKind::Policy, principal.tenant.clone(), 0);
+        let told = fact.clone();
+        let view = self
+            .retrying_write(move |conn| {
+                store::upsert_policy(conn, &row)?;
+                engine.notify_in_tx(conn, &told)?;
+                let rows = store::get_policies(conn, &row.tenant_id)?;
+                Ok(engine.policy_view(&domain, &rows))
+            })
+            .await?;
+        self.publish(&[fact]);
+        Ok(view)
     }
 
     /// Logged conflicts of the caller's tenant, newest first (admin). `status`: `pending`,
@@ -142,121 +150,134 @@ impl SyncEngine {
         let engine = self.clone();
         let principal = principal.clone();
         let id = id.to_owned();
-        self.retrying_write(move |conn| {
-            let started = std::time::Instant::now();
-            let tenant = principal.tenant.as_str();
-            let conflict = store::get_conflict(conn, tenant, &id)?
-                .ok_or_else(|| Error::NotFound(format!("no conflict `{id}`")))?;
-            if conflict.status != ConflictStatus::Pending {
-                return Err(Error::Conflict(format!(
-                    "conflict `{id}` is not pending (it is {})",
-                    conflict.status.as_str()
-                )));
-            }
-            let service = engine.domains.get(&conflict.domain).ok_or_else(|| Error::Unprocessable {
-                code: "unknown_domain",
-                message: format!("unknown domain `{}`", conflict.domain),
-            })?;
-            let key = RecordKey::new(conflict.domain.clone(), conflict.mobile_id.clone());
-            let mut rows = store::get_records_for_update(conn, tenant, std::slice::from_ref(&key))?;
-            let row = rows
-                .remove(&key)
-                .ok_or_else(|| Error::NotFound(format!("record of conflict `{id}` is gone")))?;
-            let current = record_state(&row)?;
-            let now = OffsetDateTime::now_utc();
-            let chosen: RecordState = match request.choose {
-                Choice::Server => current.clone(),
-                Choice::Client => {
-                    let text = conflict.client_state.as_deref().unwrap_or("null");
-                    serde_json::from_str(text)
-                        .map_err(|e| Error::Corrupt(format!("stored client state: {e}")))?
+        let (response, fact) = self
+            .retrying_write(move |conn| {
+                let started = std::time::Instant::now();
+                let tenant = principal.tenant.as_str();
+                let conflict = store::get_conflict(conn, tenant, &id)?
+                    .ok_or_else(|| Error::NotFound(format!("no conflict `{id}`")))?;
+                if conflict.status != ConflictStatus::Pending {
+                    return Err(Error::Conflict(format!(
+                        "conflict `{id}` is not pending (it is {})",
+                        conflict.status.as_str()
+                    )));
                 }
-                Choice::Custom => match &request.data {
-                    Some(Value::Object(data)) => {
-                        RecordState::new(data.clone(), now, format!("admin:{}", principal.user))
+                let service = engine.domains.get(&conflict.domain).ok_or_else(|| Error::Unprocessable {
+                    code: "unknown_domain",
+                    message: format!("unknown domain `{}`", conflict.domain),
+                })?;
+                let key = RecordKey::new(conflict.domain.clone(), conflict.mobile_id.clone());
+                let mut rows = store::get_records_for_update(conn, tenant, std::slice::from_ref(&key))?;
+                let row = rows
+                    .remove(&key)
+                    .ok_or_else(|| Error::NotFound(format!("record of conflict `{id}` is gone")))?;
+                let current = record_state(&row)?;
+                let now = OffsetDateTime::now_utc();
+                let chosen: RecordState = match request.choose {
+                    Choice::Server => current.clone(),
+                    Choice::Client => {
+                        let text = conflict.client_state.as_deref().unwrap_or("null");
+                        serde_json::from_str(text)
+                            .map_err(|e| Error::Corrupt(format!("stored client state: {e}")))?
                     }
-                    _ => {
-                        return Err(Error::BadRequest {
-                            code: "validation",
-                            message: "data: a JSON object is required with choose = custom".into(),
-                        });
+                    Choice::Custom => match &request.data {
+                        Some(Value::Object(data)) => {
+                            RecordState::new(data.clone(), now, format!("admin:{}", principal.user))
+                        }
+                        _ => {
+                            return Err(Error::BadRequest {
+                                code: "validation",
+                                message: "data: a JSON object is required with choose = custom".into(),
+                            });
+                        }
+                    },
+                };
+                if !chosen.deleted {
+                    service
+                        .validate(&chosen.data)
+                        .map_err(|e| Error::Unprocessable { code: "validation", message: e.to_string() })?;
+                    if let (Some(from), Some(to)) = (
+                        (!current.deleted)
+                            .then(|| current.data.get("status").and_then(Value::as_str))
+                            .flatten(),
+                        chosen.data.get("status").and_then(Value::as_str),
+                    ) {
+                        sync_state_machine::StateMachine::default()
+                            .check(service.workflow(), from, to)
+                            .map_err(|e| Error::Unprocessable {
+                                code: "invalid_transition",
+                                message: e.to_string(),
+                            })?;
                     }
-                },
-            };
-            if !chosen.deleted {
-                service
-                    .validate(&chosen.data)
-                    .map_err(|e| Error::Unprocessable { code: "validation", message: e.to_string() })?;
-                if let (Some(from), Some(to)) = (
-                    (!current.deleted).then(|| current.data.get("status").and_then(Value::as_str)).flatten(),
-                    chosen.data.get("status").and_then(Value::as_str),
-                ) {
-                    sync_state_machine::StateMachine::default().check(service.workflow(), from, to).map_err(
-                        |e| Error::Unprocessable { code: "invalid_transition", message: e.to_string() },
-                    )?;
                 }
-            }
-            let now_us = micros::from_datetime(now);
-            let seq = store::allocate_seqs(conn, tenant, 1)?;
-            let new = store::RecordRow {
-                version: row.version + 1,
-                data: serde_json::to_string(&chosen.data)?,
-                deleted: chosen.deleted,
-                modified_at: micros::from_datetime(chosen.modified_at.max(current.modified_at)),
-                server_modified_at: now_us,
-                modified_by_device: chosen.device_id.clone(),
-                seq,
-                ..row
-            };
-            store::upsert_records(conn, std::slice::from_ref(&new))?;
-            store::insert_versions(conn, &[new.to_version(now_us)])?;
-            let winner = match request.choose {
-                Choice::Client => store::Winner::Client,
-                Choice::Server => store::Winner::Server,
-                Choice::Custom => store::Winner::Merged,
-            };
-            if !store::mark_conflict_resolved(
-                conn,
-                tenant,
-                &id,
-                &principal.user,
-                now_us,
-                Some(new.version),
-                winner,
-            )? {
-                return Err(Error::WriteConflict(format!("conflict `{id}` changed while resolving it")));
-            }
-            record_sync(
-                conn,
-                &SyncRecord {
-                    principal: &principal,
-                    device_id: &conflict.device_id,
-                    kind: SyncEventKind::Resolve,
-                    success: true,
-                    duration_ms: elapsed_ms(started),
-                    at: now,
-                    changes: 1,
-                    conflicts: 0,
-                    manual: 0,
-                    bytes_raw: 0,
-                    bytes_sent: 0,
-                    domains: [(conflict.domain.clone(), (1, 0))].into_iter().collect(),
-                    network: None,
-                    clock_skew_ms: None,
-                },
-            )?;
-            Ok(ResolveResponse {
-                conflict_id: id.clone(),
-                status: "resolved".into(),
-                version: new.version,
-                record: record_envelope(&new)?,
+                let now_us = micros::from_datetime(now);
+                let seq = store::allocate_seqs(conn, tenant, 1)?;
+                let new = store::RecordRow {
+                    version: row.version + 1,
+                    data: serde_json::to_string(&chosen.data)?,
+                    deleted: chosen.deleted,
+                    modified_at: micros::from_datetime(chosen.modified_at.max(current.modified_at)),
+                    server_modified_at: now_us,
+                    modified_by_device: chosen.device_id.clone(),
+                    seq,
+                    ..row
+                };
+                store::upsert_records(conn, std::slice::from_ref(&new))?;
+                store::insert_versions(conn, &[new.to_version(now_us)])?;
+                let mut fact = Committed::new(CommitKind::Changes, tenant, seq);
+                fact.domains.insert(new.domain.clone());
+                fact.units.insert(new.bu.clone());
+                engine.notify_in_tx(conn, &fact)?;
+                let winner = match request.choose {
+                    Choice::Client => store::Winner::Client,
+                    Choice::Server => store::Winner::Server,
+                    Choice::Custom => store::Winner::Merged,
+                };
+                if !store::mark_conflict_resolved(
+                    conn,
+                    tenant,
+                    &id,
+                    &principal.user,
+                    now_us,
+                    Some(new.version),
+                    winner,
+                )? {
+                    return Err(Error::WriteConflict(format!("conflict `{id}` changed while resolving it")));
+                }
+                record_sync(
+                    conn,
+                    &SyncRecord {
+                        principal: &principal,
+                        device_id: &conflict.device_id,
+                        kind: SyncEventKind::Resolve,
+                        success: true,
+                        duration_ms: elapsed_ms(started),
+                        at: now,
+                        changes: 1,
+                        conflicts: 0,
+                        manual: 0,
+                        bytes_raw: 0,
+                        bytes_sent: 0,
+                        domains: [(conflict.domain.clone(), (1, 0))].into_iter().collect(),
+                        network: None,
+                        clock_skew_ms: None,
+                    },
+                )?;
+                let response = ResolveResponse {
+                    conflict_id: id.clone(),
+                    status: "resolved".into(),
+                    version: new.version,
+                    record: record_envelope(&new)?,
+                };
+                Ok((response, fact))
             })
-        })
-        .await
+            .await?;
+        self.publish(&[fact]);
+        Ok(response)
     }
 }
 
-fn conflict_view(row: store::ConflictRow) -> Result<ConflictView> {
+pub(crate) fn conflict_view(row: store::ConflictRow) -> Result<ConflictView> {
     Ok(ConflictView {
         details: serde_json::from_str(&row.details).unwrap_or(Value::Null),
         client_state: json_text(row.client_state.as_deref()),

@@ -13,6 +13,7 @@ use super::{SyncEngine, admin::require_admin, health::health_from_row, push::che
 use crate::{
     Error, Result,
     db::DbConnection,
+    live::{CommitKind, Committed},
     micros,
     store::{self, AlertRow, DeviceHealthRow, Principal, Role, SnapshotRow, SyncEventKind, SyncEventRow},
 };
@@ -82,7 +83,7 @@ pub(super) fn health_view(row: &DeviceHealthRow, now: OffsetDateTime) -> Result<
     })
 }
 
-fn alert_view(row: AlertRow) -> Result<AlertView> {
+pub(crate) fn alert_view(row: AlertRow) -> Result<AlertView> {
     Ok(AlertView {
         created_at: micros::stored(row.created_at)?,
         id: row.id,
@@ -144,7 +145,12 @@ impl SyncEngine {
         check_snapshot_window(window_hours)?;
         let engine = self.clone();
         let tenant = tenant.to_owned();
-        self.retrying_write(move |conn| engine.snapshot_tx(conn, &tenant, window_hours)).await
+        let (created, alerted) =
+            self.retrying_write(move |conn| engine.snapshot_tx(conn, &tenant, window_hours)).await?;
+        if let Some(fact) = alerted {
+            self.publish(&[fact]);
+        }
+        Ok(created)
     }
 
     fn snapshot_tx(
@@ -152,7 +158,7 @@ impl SyncEngine {
         conn: &mut DbConnection,
         tenant: &str,
         window_hours: i64,
-    ) -> Result<SnapshotCreated> {
+    ) -> Result<(SnapshotCreated, Option<Committed>)> {
         let now = OffsetDateTime::now_utc();
         let from = now - Duration::hours(window_hours);
         let events = store::list_sync_events(conn, tenant, micros::from_datetime(from), None)?
@@ -175,6 +181,10 @@ impl SyncEngine {
                 body: serde_json::to_string(&snapshot)?,
             },
         )?;
+        let alerted = (!alerts.is_empty()).then(|| Committed::new(CommitKind::Alert, tenant, 0));
+        if let Some(fact) = &alerted {
+            self.notify_in_tx(conn, fact)?;
+        }
         for alert in alerts {
             store::insert_alert(
                 conn,
@@ -195,7 +205,7 @@ impl SyncEngine {
                 },
             )?;
         }
-        Ok(SnapshotCreated { snapshot_id: id, status: "created".into(), timestamp: now })
+        Ok((SnapshotCreated { snapshot_id: id, status: "created".into(), timestamp: now }, alerted))
     }
 
     /// Devices whose health, scored now, is below `level`. Scores only fall with time since
@@ -330,23 +340,35 @@ impl SyncEngine {
     pub async fn purge(&self, tenant: &str) -> Result<PurgeReport> {
         let config = self.config.clone();
         let tenant = tenant.to_owned();
-        self.retrying_write(move |conn| {
-            let now = OffsetDateTime::now_utc();
-            let active = micros::from_datetime(now - Duration::days(config.device_retention_days));
-            let expired = micros::from_datetime(now - Duration::hours(config.idempotency_ttl_hours));
-            let idempotency_keys = store::purge_expired_idempotency(conn, Some(&tenant), expired)?;
-            let (below_seq, stats) = match store::oldest_active_cursor(conn, &tenant, active)? {
-                Some(cursor) => (cursor, store::purge(conn, &tenant, cursor, micros::from_datetime(now))?),
-                None => (0, store::PurgeStats::default()),
-            };
-            Ok(PurgeReport {
-                tenant: tenant.clone(),
-                below_seq,
-                tombstones: stats.tombstones,
-                versions: stats.versions,
-                idempotency_keys,
+        let engine = self.clone();
+        let report = self
+            .retrying_write(move |conn| {
+                let now = OffsetDateTime::now_utc();
+                let active = micros::from_datetime(now - Duration::days(config.device_retention_days));
+                let expired = micros::from_datetime(now - Duration::hours(config.idempotency_ttl_hours));
+                let idempotency_keys = store::purge_expired_idempotency(conn, Some(&tenant), expired)?;
+                let (below_seq, stats) = match store::oldest_active_cursor(conn, &tenant, active)? {
+                    Some(cursor) => {
+                        (cursor, store::purge(conn, &tenant, cursor, micros::from_datetime(now))?)
+                    }
+                    None => (0, store::PurgeStats::default()),
+                };
+                if below_seq > 0 {
+                    engine
+                        .notify_in_tx(conn, &Committed::new(CommitKind::Purge, tenant.clone(), below_seq))?;
+                }
+                Ok(PurgeReport {
+                    tenant: tenant.clone(),
+                    below_seq,
+                    tombstones: stats.tombstones,
+                    versions: stats.versions,
+                    idempotency_keys,
+                })
             })
-        })
-        .await
+            .await?;
+        if report.below_seq > 0 {
+            self.publish(&[Committed::new(CommitKind::Purge, report.tenant.clone(), report.below_seq)]);
+        }
+        Ok(report)
     }
 }

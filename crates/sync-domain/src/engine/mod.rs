@@ -4,8 +4,10 @@
 mod activity;
 mod admin;
 mod analytics;
+mod cache;
 mod decide;
 mod health;
+mod live;
 mod pull;
 mod push;
 mod queue;
@@ -22,10 +24,16 @@ pub use analytics::{
     MIN_SNAPSHOT_WINDOW_HOURS, PurgeReport, SnapshotCreated, SnapshotView, check_snapshot_window,
 };
 pub use health::{FailedSync, TIME_PER_ITEM_WEIGHT, WireBytes, next_time_per_item};
+pub use live::AdminEvents;
 pub use pull::{PullReply, parse_cursor};
 pub use push::{PushReply, check_device_id, check_idempotency_key, request_hash};
 
-use crate::{Database, DbConnection, Result, config::SyncConfig, domains::DomainRegistry};
+use crate::{
+    Database, DbConnection, Result,
+    config::SyncConfig,
+    domains::DomainRegistry,
+    live::{CommitListener, Committed},
+};
 
 /// How often a write transaction that lost a race is retried before the error is returned.
 const WRITE_ATTEMPTS: usize = 4;
@@ -41,6 +49,10 @@ pub struct SyncEngine {
     config: Arc<SyncConfig>,
     domains: Arc<DomainRegistry>,
     fault: Option<FaultHook>,
+    /// Told of every committed write (live subscribers, caches).
+    listener: Option<Arc<dyn CommitListener>>,
+    /// Tenant policy overrides, trusted while the listener vouches for them.
+    policies: Arc<cache::PolicyCache>,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -54,7 +66,50 @@ impl std::fmt::Debug for SyncEngine {
 
 impl SyncEngine {
     pub fn new(db: Database, config: SyncConfig, domains: DomainRegistry) -> Self {
-        Self { db, config: Arc::new(config), domains: Arc::new(domains), fault: None }
+        Self {
+            db,
+            config: Arc::new(config),
+            domains: Arc::new(domains),
+            fault: None,
+            listener: None,
+            policies: Arc::default(),
+        }
+    }
+
+    /// The same engine telling `listener` of every committed write. On PostgreSQL the
+    /// committing transactions then also send a wake-up notification to the other nodes
+    /// (see [`crate::live`]).
+    pub fn with_commit_listener(mut self, listener: Arc<dyn CommitListener>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// `tenant`'s policy overrides, from this node's cache while the listener vouches for it.
+    fn tenant_policies(
+        &self,
+        conn: &mut DbConnection,
+        tenant: &str,
+    ) -> Result<Arc<Vec<crate::store::PolicyRow>>> {
+        let generation = self.listener.as_ref().and_then(|l| l.cache_generation());
+        self.policies.get(conn, tenant, generation)
+    }
+
+    /// Tells the listener, if any, of facts that have committed.
+    fn publish(&self, facts: &[Committed]) {
+        if let Some(listener) = &self.listener {
+            for fact in facts {
+                listener.committed(fact);
+            }
+        }
+    }
+
+    /// Sends a fact's wake-up inside the caller's transaction when a listener is attached
+    /// (PostgreSQL; nothing on SQLite).
+    fn notify_in_tx(&self, conn: &mut DbConnection, fact: &Committed) -> Result<()> {
+        if self.listener.is_some() {
+            crate::live::pg_notify(conn, fact.kind, &fact.tenant, fact.seq)?;
+        }
+        Ok(())
     }
 
     /// The same engine with a fault injected into every push before it commits.

@@ -237,7 +237,7 @@ impl SyncEngine {
     }
 
     /// [`SyncEngine::encode`], with the length of the JSON before compression.
-    fn encode_measured<T: serde::Serialize>(
+    pub fn encode_measured<T: serde::Serialize>(
         &self,
         response: &T,
         accept_gzip: bool,

@@ -16,6 +16,7 @@ use super::{
 use crate::{
     Error, Result,
     db::DbConnection,
+    live::{self, CommitKind, Committed},
     micros,
     protocol::{ChangeResult, ConflictSummary, Cursor, Outcome, PushRequest, PushResponse, RecordEnvelope},
     store::{self, ConflictRow, ConflictStatus, IdempotencyRow, Principal, RecordKey, RecordRow},
@@ -239,10 +240,14 @@ impl SyncEngine {
             push_tx(conn, &ctx)
         })
         .await
+        .map(|(reply, facts)| {
+            self.publish(&facts);
+            reply
+        })
     }
 }
 
-fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<PushReply> {
+fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<(PushReply, Vec<Committed>)> {
     let principal = ctx.principal;
     let tenant = principal.tenant.as_str();
     let request = ctx.request;
@@ -250,7 +255,7 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<PushReply> 
 
     if let Some(stored) = store::get_idempotency(conn, tenant, &principal.user, device_id, ctx.key)? {
         if stored.request_hash == ctx.hash {
-            return Ok(PushReply { body: stored.response, replayed: true });
+            return Ok((PushReply { body: stored.response, replayed: true }, Vec::new()));
         }
         return Err(Error::IdempotencyKeyReused);
     }
@@ -291,11 +296,14 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<PushReply> 
         let state = versioned_state(&row.data, row.deleted, row.modified_at, &row.modified_by_device)?;
         history.insert((key, version), state);
     }
-    let overrides: HashMap<String, TenantPolicy> = store::get_policies(conn, tenant)?
-        .into_iter()
+    let overrides: HashMap<String, TenantPolicy> = engine
+        .tenant_policies(conn, tenant)?
+        .iter()
         .filter_map(|p| {
             let policy = p.policy.parse().ok()?;
-            TenantPolicy::new(policy, p.auto_resolve, p.notify_on_conflict).ok().map(|t| (p.domain, t))
+            TenantPolicy::new(policy, p.auto_resolve, p.notify_on_conflict)
+                .ok()
+                .map(|t| (p.domain.clone(), t))
         })
         .collect();
     let mut current: HashMap<RecordKey, Current> = HashMap::with_capacity(rows.len());
@@ -360,6 +368,7 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<PushReply> 
 
     // Sequence numbers are taken last: the counter row stays locked only for the writes.
     let mut cursor = store::current_seq(conn, tenant)?;
+    let mut facts = Vec::new();
     if !writes.is_empty() {
         let count = i64::try_from(writes.len()).map_err(|e| Error::Internal(e.to_string()))?;
         let first = store::allocate_seqs(conn, tenant, count)?;
@@ -384,6 +393,12 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<PushReply> 
             latest.insert(key, row);
         }
         cursor = first + count - 1;
+        let mut fact = Committed::new(CommitKind::Changes, tenant, cursor);
+        for row in latest.values() {
+            fact.domains.insert(row.domain.clone());
+            fact.units.insert(row.bu.clone());
+        }
+        facts.push(fact);
         let mut latest: Vec<RecordRow> = latest.into_values().collect();
         latest.sort_unstable_by_key(|r| r.seq);
         store::upsert_records(conn, &latest)?;
@@ -398,6 +413,26 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<PushReply> 
         .map(|(key, entry)| conflict_row(principal, device_id, key, entry, now_us))
         .collect::<Result<Vec<_>>>()?;
     store::insert_conflicts(conn, &conflict_rows)?;
+    // Admins hear of every manual conflict, and of all conflicts of a domain whose policy
+    // asks for it.
+    let told: Vec<String> = conflicts
+        .iter()
+        .filter(|(key, entry)| {
+            entry.resolution == Resolution::ManualRequired
+                || overrides.get(&key.domain).is_some_and(TenantPolicy::notify_on_conflict)
+        })
+        .map(|(_, entry)| entry.id.to_string())
+        .collect();
+    if !told.is_empty() {
+        let mut fact = Committed::new(CommitKind::Conflict, tenant, cursor);
+        fact.conflicts = told;
+        facts.push(fact);
+    }
+    if engine.listener.is_some() {
+        for fact in &facts {
+            live::pg_notify(conn, fact.kind, tenant, fact.seq)?;
+        }
+    }
 
     let response = PushResponse { results, cursor: Cursor(cursor).to_string() };
     let body = serde_json::to_string(&response)?;
@@ -438,7 +473,7 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<PushReply> 
             clock_skew_ms: Some(skew.whole_milliseconds().clamp(i64::MIN.into(), i64::MAX.into()) as i64),
         },
     )?;
-    Ok(PushReply { body, replayed: false })
+    Ok((PushReply { body, replayed: false }, facts))
 }
 
 /// The policy in force for a domain: the tenant's override, else the domain's default.

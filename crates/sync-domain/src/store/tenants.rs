@@ -197,15 +197,23 @@ pub fn create_token(
 /// The principal of a token, if it is known, not revoked and not expired at `now`. A pure
 /// read; authentication uses [`authenticate_token`], which also records the use.
 pub fn lookup_token(conn: &mut DbConnection, token: &str, now: i64) -> Result<Option<Principal>> {
-    Ok(active_token(conn, token, now)?.map(|(principal, _)| principal))
+    Ok(active_token(conn, token, now)?.map(|(active, _)| active.principal))
+}
+
+/// A token authentication accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveToken {
+    pub principal: Principal,
+    /// When it expires (µs), if ever.
+    pub expires_at: Option<i64>,
 }
 
 /// Authentication's one look-up: the principal of a token that is known, not revoked and not
 /// expired at `now`, recording `now` as its last use when the recorded one is older than
 /// [`LAST_USED_RESOLUTION_MICROS`] (so at most one write per token per minute; the update is
 /// conditional, so several nodes do not write the same minute twice).
-pub fn authenticate_token(conn: &mut DbConnection, token: &str, now: i64) -> Result<Option<Principal>> {
-    let Some((principal, last_used_at)) = active_token(conn, token, now)? else { return Ok(None) };
+pub fn authenticate_token(conn: &mut DbConnection, token: &str, now: i64) -> Result<Option<ActiveToken>> {
+    let Some((active, last_used_at)) = active_token(conn, token, now)? else { return Ok(None) };
     let stale_before = now.saturating_sub(LAST_USED_RESOLUTION_MICROS);
     if last_used_at.is_none_or(|at| at <= stale_before) {
         diesel::update(
@@ -216,10 +224,14 @@ pub fn authenticate_token(conn: &mut DbConnection, token: &str, now: i64) -> Res
         .set(api_tokens::last_used_at.eq(now))
         .execute(conn)?;
     }
-    Ok(Some(principal))
+    Ok(Some(active))
 }
 
-fn active_token(conn: &mut DbConnection, token: &str, now: i64) -> Result<Option<(Principal, Option<i64>)>> {
+fn active_token(
+    conn: &mut DbConnection,
+    token: &str,
+    now: i64,
+) -> Result<Option<(ActiveToken, Option<i64>)>> {
     let row = api_tokens::table
         .filter(api_tokens::token_hash.eq(hash_token(token)))
         .filter(api_tokens::revoked.eq(false))
@@ -229,12 +241,14 @@ fn active_token(conn: &mut DbConnection, token: &str, now: i64) -> Result<Option
             api_tokens::user_id,
             api_tokens::role,
             api_tokens::units,
+            api_tokens::expires_at,
             api_tokens::last_used_at,
         ))
-        .first::<(String, String, Role, Option<String>, Option<i64>)>(conn)
+        .first::<(String, String, Role, Option<String>, Option<i64>, Option<i64>)>(conn)
         .optional()?;
-    row.map(|(tenant, user, role, units, last_used_at)| {
-        Ok((Principal { tenant, user, role, units: parse_units(units.as_deref())? }, last_used_at))
+    row.map(|(tenant, user, role, units, expires_at, last_used_at)| {
+        let principal = Principal { tenant, user, role, units: parse_units(units.as_deref())? };
+        Ok((ActiveToken { principal, expires_at }, last_used_at))
     })
     .transpose()
 }
@@ -257,6 +271,15 @@ pub fn token_by_id(conn: &mut DbConnection, id: &str) -> Result<Option<TokenRow>
         .optional()?)
 }
 
+/// Tells every node that cached token look-ups are stale (PostgreSQL NOTIFY, delivered when
+/// the revoking transaction commits; nothing on SQLite, whose one server reads through).
+fn tokens_revoked(conn: &mut DbConnection, revoked: usize) -> Result<()> {
+    if revoked > 0 {
+        crate::live::pg_notify(conn, crate::live::CommitKind::Token, crate::live::WAKE_ALL, 0)?;
+    }
+    Ok(())
+}
+
 /// Revokes a token by its plaintext; returns whether it existed and was not yet revoked.
 pub fn revoke_token(conn: &mut DbConnection, token: &str, now: i64) -> Result<bool> {
     let n = diesel::update(
@@ -266,6 +289,7 @@ pub fn revoke_token(conn: &mut DbConnection, token: &str, now: i64) -> Result<bo
     )
     .set((api_tokens::revoked.eq(true), api_tokens::revoked_at.eq(now)))
     .execute(conn)?;
+    tokens_revoked(conn, n)?;
     Ok(n > 0)
 }
 
@@ -276,17 +300,20 @@ pub fn revoke_token_id(conn: &mut DbConnection, id: &str, now: i64) -> Result<bo
         diesel::update(api_tokens::table.filter(api_tokens::id.eq(id)).filter(api_tokens::revoked.eq(false)))
             .set((api_tokens::revoked.eq(true), api_tokens::revoked_at.eq(now)))
             .execute(conn)?;
+    tokens_revoked(conn, n)?;
     Ok(n > 0)
 }
 
 /// Revokes every token of `user` of `tenant` not yet revoked; returns how many.
 pub fn revoke_user_tokens(conn: &mut DbConnection, tenant: &str, user: &str, now: i64) -> Result<usize> {
-    Ok(diesel::update(
+    let n = diesel::update(
         api_tokens::table
             .filter(api_tokens::tenant_id.eq(tenant))
             .filter(api_tokens::user_id.eq(user))
             .filter(api_tokens::revoked.eq(false)),
     )
     .set((api_tokens::revoked.eq(true), api_tokens::revoked_at.eq(now)))
-    .execute(conn)?)
+    .execute(conn)?;
+    tokens_revoked(conn, n)?;
+    Ok(n)
 }

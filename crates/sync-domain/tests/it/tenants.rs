@@ -117,7 +117,7 @@ async fn token_lifecycle(db: Database) {
         let (db, token) = (db.clone(), token.to_owned());
         async move { db.run(move |c| store::authenticate_token(c, &token, now)).await.unwrap() }
     };
-    assert_eq!(auth(&a, MINUTE).await.unwrap().user, "alice");
+    assert_eq!(auth(&a, MINUTE).await.unwrap().principal.user, "alice");
     assert_eq!(list(&db).await[0].last_used_at, Some(MINUTE));
     auth(&a, MINUTE + MINUTE / 2).await.unwrap();
     assert_eq!(list(&db).await[0].last_used_at, Some(MINUTE), "not written again within a minute");

@@ -8,6 +8,7 @@ mod console;
 mod e2e;
 mod exit_status;
 mod jobs;
+mod nodes;
 mod tokens;
 
 use std::io::{BufRead, BufReader};
