@@ -89,7 +89,8 @@ fn set_status(client: &Client, prefix: &str, status: &str) -> anyhow::Result<()>
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let store = Store::open(&cli.file, &cli.device).with_context(|| format!("opening {}", cli.file.display()))?;
+    let store =
+        Store::open(&cli.file, &cli.device).with_context(|| format!("opening {}", cli.file.display()))?;
     let client = Client::new(store, Remote::new(&cli.server, cli.token.clone())?, Options::default())?;
     match cli.command {
         Command::Add { title } => {
@@ -125,7 +126,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Notices => {
             for notice in client.notices()? {
-                let why = notice.error.map(|e| e.message).or(notice.conflict.map(|c| c.strategy)).unwrap_or_default();
+                let why = notice
+                    .error
+                    .map(|e| e.message)
+                    .or(notice.conflict.map(|c| c.strategy))
+                    .unwrap_or_default();
                 println!("{}  {:<16} {}", notice.id, notice.outcome.as_str(), why);
             }
         }

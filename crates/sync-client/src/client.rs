@@ -38,6 +38,8 @@ pub struct Options {
     pub long_poll_wait: u32,
     /// How often `follow` syncs when the server offers neither a stream nor long-poll.
     pub poll_interval: Duration,
+    /// The live transport `follow` uses; `None`: the best the server offers.
+    pub live_mode: Option<LiveMode>,
 }
 
 impl Default for Options {
@@ -50,6 +52,7 @@ impl Default for Options {
             max_retries: 5,
             long_poll_wait: 25,
             poll_interval: Duration::from_secs(30),
+            live_mode: None,
         }
     }
 }
@@ -191,7 +194,12 @@ impl Client {
         record.validate()?;
         let meta = record.sync_meta();
         let data = data_of(record)?;
-        self.local(RecordId::new(T::DOMAIN, meta.mobile_id), EditOp::Put(data), Some(meta.priority), meta.bu.clone())
+        self.local(
+            RecordId::new(T::DOMAIN, meta.mobile_id),
+            EditOp::Put(data),
+            Some(meta.priority),
+            meta.bu.clone(),
+        )
     }
 
     pub fn patch<T: SyncableModel>(&self, mobile_id: Uuid, patch: Value) -> Result<()> {
@@ -364,7 +372,12 @@ impl Client {
             Err(Error::Http { status: 404 | 405, .. }) => {}
             Err(error) => return Err(error),
         }
-        match self.inner.remote.pull(&PullParams { limit: Some(1), ..self.params(cursor, false, Some(1)) }).await {
+        match self
+            .inner
+            .remote
+            .pull(&PullParams { limit: Some(1), ..self.params(cursor, false, Some(1)) })
+            .await
+        {
             Ok(_) => Ok(LiveMode::LongPoll),
             Err(Error::Http { status: 400, .. }) => Ok(LiveMode::Poll),
             Err(error) => Err(error),
@@ -380,7 +393,7 @@ impl Client {
         loop {
             let round = async {
                 let known = *self.inner.mode.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let mode = match known {
+                let mode = match known.or(self.inner.options.live_mode) {
                     Some(mode) => mode,
                     None => self.live_mode().await?,
                 };
@@ -509,7 +522,8 @@ impl Client {
 /// A typed record's data: its serde form, which must not carry its `SyncMeta`.
 fn data_of<T: SyncableModel + Serialize>(record: &T) -> Result<Value> {
     let data = serde_json::to_value(record).map_err(|source| Error::Typed { domain: T::DOMAIN, source })?;
-    let meta = serde_json::to_value(record.sync_meta()).map_err(|source| Error::Typed { domain: T::DOMAIN, source })?;
+    let meta = serde_json::to_value(record.sync_meta())
+        .map_err(|source| Error::Typed { domain: T::DOMAIN, source })?;
     match &data {
         Value::Object(fields) if fields.values().any(|v| v == &meta) => Err(Error::MetaInData(T::DOMAIN)),
         Value::Object(_) => Ok(data),

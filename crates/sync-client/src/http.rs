@@ -89,7 +89,8 @@ impl Remote {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut request = self.http.request(method, format!("{}{path}", self.base_url)).bearer_auth(&self.token);
+        let mut request =
+            self.http.request(method, format!("{}{path}", self.base_url)).bearer_auth(&self.token);
         if let Some(quality) = self.quality {
             request = request.header("X-Network-Quality", quality.as_str());
         }
@@ -99,7 +100,8 @@ impl Remote {
     /// `POST /api/v1/sync/push` with `key` as the `Idempotency-Key`; the body is gzipped
     /// where that pays (the server's own threshold rule).
     pub async fn push(&self, key: &str, request: &PushRequest) -> Result<PushResponse> {
-        let json = serde_json::to_vec(request).map_err(|e| Error::Protocol(format!("encoding a push: {e}")))?;
+        let json =
+            serde_json::to_vec(request).map_err(|e| Error::Protocol(format!("encoding a push: {e}")))?;
         let body = self.compression.compress(json)?;
         let mut builder = self
             .request(reqwest::Method::POST, PUSH)
@@ -109,7 +111,8 @@ impl Remote {
         if let Some(encoding) = body.content_encoding() {
             builder = builder.header(header::CONTENT_ENCODING, encoding);
         }
-        let response = builder.body(body.body).send().await.map_err(|source| Error::Transport { path: PUSH, source })?;
+        let response =
+            builder.body(body.body).send().await.map_err(|source| Error::Transport { path: PUSH, source })?;
         decode(PUSH, response).await
     }
 
@@ -127,7 +130,11 @@ impl Remote {
     }
 
     /// Opens `GET /api/v1/sync/stream` (server-sent events), resuming at `last_event_id`.
-    pub async fn stream(&self, params: &PullParams, last_event_id: Option<&str>) -> Result<reqwest::Response> {
+    pub async fn stream(
+        &self,
+        params: &PullParams,
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response> {
         let mut builder = self
             .request(reqwest::Method::GET, STREAM)
             .header(header::ACCEPT, "text/event-stream")

@@ -19,8 +19,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::core::{
-    Batch, Event, KEPT_BASES, MemoryReplica, Meta, Notice, Pending, RecordId, Replica, ServerRecord, Step, View,
-    Write, view,
+    Batch, Event, KEPT_BASES, MemoryReplica, Meta, Notice, Pending, RecordId, Replica, ServerRecord, Step,
+    View, Write, view,
 };
 use crate::{Error, Result};
 
@@ -141,7 +141,9 @@ impl Store {
                     diesel::sql_query(format!("SELECT domain, mobile_id FROM {table} WHERE domain = ?"))
                         .bind::<Text, _>(domain)
                         .load(conn)?;
-                ids.extend(keys.into_iter().filter_map(|k| Some(RecordId::new(k.domain, k.mobile_id.parse().ok()?))));
+                ids.extend(
+                    keys.into_iter().filter_map(|k| Some(RecordId::new(k.domain, k.mobile_id.parse().ok()?))),
+                );
             }
             let mut r = SqliteReplica { conn };
             for batch in r.batches()? {
@@ -180,7 +182,8 @@ impl Store {
             }
             m.batches = r.batches()?;
             m.notices = {
-                let rows: Vec<Body> = diesel::sql_query("SELECT body FROM notices ORDER BY seq").load(r.conn)?;
+                let rows: Vec<Body> =
+                    diesel::sql_query("SELECT body FROM notices ORDER BY seq").load(r.conn)?;
                 rows.iter().map(|b| from_json(&b.body)).collect::<Result<_>>()?
             };
             Ok(m)
@@ -211,7 +214,12 @@ impl SqliteReplica<'_> {
         rows.first().map(|b| from_json(&b.body)).transpose()
     }
 
-    fn keyed(&self, sql: &'static str, id: &RecordId) -> diesel::query_builder::BoxedSqlQuery<'static, diesel::sqlite::Sqlite, diesel::query_builder::SqlQuery> {
+    fn keyed(
+        &self,
+        sql: &'static str,
+        id: &RecordId,
+    ) -> diesel::query_builder::BoxedSqlQuery<'static, diesel::sqlite::Sqlite, diesel::query_builder::SqlQuery>
+    {
         diesel::sql_query(sql)
             .into_boxed()
             .bind::<Text, _>(id.domain.clone())
@@ -266,7 +274,10 @@ impl Replica for SqliteReplica<'_> {
         let keys: Vec<Key> = diesel::sql_query("SELECT domain, mobile_id FROM records WHERE epoch < ?")
             .bind::<BigInt, _>(int(epoch))
             .load(self.conn)?;
-        Ok(keys.into_iter().filter_map(|k| Some(RecordId::new(k.domain, k.mobile_id.parse().ok()?))).collect())
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| Some(RecordId::new(k.domain, k.mobile_id.parse().ok()?)))
+            .collect())
     }
 
     fn apply(&mut self, writes: &[Write]) -> Result<()> {
@@ -281,26 +292,36 @@ impl SqliteReplica<'_> {
     fn write(&mut self, write: &Write) -> Result<()> {
         match write {
             Write::Meta(meta) => {
-                diesel::sql_query("UPDATE meta SET body = ? WHERE id = 1").bind::<Text, _>(to_json(meta)?).execute(self.conn)?;
-            }
-            Write::Record(record) => {
-                self.keyed("INSERT OR REPLACE INTO records (domain, mobile_id, epoch, body) VALUES (?, ?, ?, ?)", &record.id)
-                    .bind::<BigInt, _>(int(record.epoch))
-                    .bind::<Text, _>(to_json(record)?)
+                diesel::sql_query("UPDATE meta SET body = ? WHERE id = 1")
+                    .bind::<Text, _>(to_json(meta)?)
                     .execute(self.conn)?;
             }
+            Write::Record(record) => {
+                self.keyed(
+                    "INSERT OR REPLACE INTO records (domain, mobile_id, epoch, body) VALUES (?, ?, ?, ?)",
+                    &record.id,
+                )
+                .bind::<BigInt, _>(int(record.epoch))
+                .bind::<Text, _>(to_json(record)?)
+                .execute(self.conn)?;
+            }
             Write::RemoveRecord(id) => {
-                self.keyed("DELETE FROM records WHERE domain = ? AND mobile_id = ?", id).execute(self.conn)?;
+                self.keyed("DELETE FROM records WHERE domain = ? AND mobile_id = ?", id)
+                    .execute(self.conn)?;
                 self.keyed("DELETE FROM bases WHERE domain = ? AND mobile_id = ?", id).execute(self.conn)?;
             }
             Write::Pending(pending) => {
-                self.keyed("INSERT OR REPLACE INTO pending (domain, mobile_id, seq, body) VALUES (?, ?, ?, ?)", &pending.id)
-                    .bind::<BigInt, _>(int(pending.seq))
-                    .bind::<Text, _>(to_json(pending)?)
-                    .execute(self.conn)?;
+                self.keyed(
+                    "INSERT OR REPLACE INTO pending (domain, mobile_id, seq, body) VALUES (?, ?, ?, ?)",
+                    &pending.id,
+                )
+                .bind::<BigInt, _>(int(pending.seq))
+                .bind::<Text, _>(to_json(pending)?)
+                .execute(self.conn)?;
             }
             Write::RemovePending(id) => {
-                self.keyed("DELETE FROM pending WHERE domain = ? AND mobile_id = ?", id).execute(self.conn)?;
+                self.keyed("DELETE FROM pending WHERE domain = ? AND mobile_id = ?", id)
+                    .execute(self.conn)?;
             }
             Write::Batch(batch) => {
                 diesel::sql_query("INSERT INTO batches (key, body) VALUES (?, ?)")
@@ -309,13 +330,18 @@ impl SqliteReplica<'_> {
                     .execute(self.conn)?;
             }
             Write::RemoveBatch(key) => {
-                diesel::sql_query("DELETE FROM batches WHERE key = ?").bind::<Text, _>(key).execute(self.conn)?;
+                diesel::sql_query("DELETE FROM batches WHERE key = ?")
+                    .bind::<Text, _>(key)
+                    .execute(self.conn)?;
             }
             Write::Base { id, version, data } => {
-                self.keyed("INSERT OR REPLACE INTO bases (domain, mobile_id, version, data) VALUES (?, ?, ?, ?)", id)
-                    .bind::<BigInt, _>(*version)
-                    .bind::<Text, _>(to_json(data)?)
-                    .execute(self.conn)?;
+                self.keyed(
+                    "INSERT OR REPLACE INTO bases (domain, mobile_id, version, data) VALUES (?, ?, ?, ?)",
+                    id,
+                )
+                .bind::<BigInt, _>(*version)
+                .bind::<Text, _>(to_json(data)?)
+                .execute(self.conn)?;
                 self.keyed(
                     "DELETE FROM bases WHERE domain = ? AND mobile_id = ? AND version NOT IN \
                      (SELECT version FROM bases WHERE domain = ?1 AND mobile_id = ?2 ORDER BY version DESC LIMIT ?)",
@@ -325,7 +351,9 @@ impl SqliteReplica<'_> {
                 .execute(self.conn)?;
             }
             Write::Notice(notice) => {
-                diesel::sql_query("INSERT INTO notices (body) VALUES (?)").bind::<Text, _>(to_json(notice)?).execute(self.conn)?;
+                diesel::sql_query("INSERT INTO notices (body) VALUES (?)")
+                    .bind::<Text, _>(to_json(notice)?)
+                    .execute(self.conn)?;
             }
         }
         Ok(())

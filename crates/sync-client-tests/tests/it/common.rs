@@ -60,7 +60,9 @@ impl Server {
 
     pub fn token(&self, user: &str, role: Role) -> String {
         self.db
-            .write_tx_sync(|conn| store::create_token(conn, "acme", user, role, None, None, sync_domain::micros::now()))
+            .write_tx_sync(|conn| {
+                store::create_token(conn, "acme", user, role, None, None, sync_domain::micros::now())
+            })
             .unwrap()
     }
 
@@ -85,7 +87,13 @@ impl Server {
         body["changes"].as_array().unwrap().clone()
     }
 
-    pub async fn admin_request(&self, admin: &str, method: reqwest::Method, path: &str, body: Value) -> Value {
+    pub async fn admin_request(
+        &self,
+        admin: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Value {
         let response = reqwest::Client::new()
             .request(method, format!("{}{path}", self.url))
             .bearer_auth(admin)

@@ -30,7 +30,10 @@ async fn offline_edits_then_sync(db: Database) {
     let filter = Task::new("Replace filter");
     a.client.put(&filter).unwrap();
     a.client
-        .patch::<Task>(pump.meta.mobile_id, json!([{"op": "replace", "path": "/status", "value": "INPROGRESS"}]))
+        .patch::<Task>(
+            pump.meta.mobile_id,
+            json!([{"op": "replace", "path": "/status", "value": "INPROGRESS"}]),
+        )
         .unwrap();
     let wrong = Task::new("Wrong one");
     a.client.put(&wrong).unwrap();
@@ -56,8 +59,13 @@ async fn offline_edits_then_sync(db: Database) {
     let pump_stored = find(&stored, pump.meta.mobile_id);
     assert_eq!(pump_stored["version"], 2, "created ASSIGNED, then started");
     assert_eq!(pump_stored["data"]["status"], "INPROGRESS");
-    assert_eq!(pump_stored["data"]["description"].as_str().unwrap().len(), pump.description.as_ref().unwrap().len());
-    assert!(stored.iter().all(|r| r["mobile_id"] != wrong.meta.mobile_id.to_string() || r["deleted"] == true));
+    assert_eq!(
+        pump_stored["data"]["description"].as_str().unwrap().len(),
+        pump.description.as_ref().unwrap().len()
+    );
+    assert!(
+        stored.iter().all(|r| r["mobile_id"] != wrong.meta.mobile_id.to_string() || r["deleted"] == true)
+    );
     let held: Task = a.client.get(pump.meta.mobile_id).unwrap().unwrap();
     assert_eq!((held.meta.version, held.meta.sync_status), (2, SyncStatus::Synced));
 
@@ -89,7 +97,8 @@ async fn crash_between_sending_and_storing_the_answer(db: Database) {
         })
         .unwrap();
     let batch = formed.unwrap();
-    let request = PushRequest { device_id: "phone-a".into(), client_time: None, changes: batch.changes.clone() };
+    let request =
+        PushRequest { device_id: "phone-a".into(), client_time: None, changes: batch.changes.clone() };
     let first = Remote::new(&server.url, &a.token).unwrap().push(&batch.key, &request).await.unwrap();
     assert_eq!(first.results[0].outcome, Outcome::Applied);
     a.restart();
@@ -140,7 +149,16 @@ async fn conflicts_by_each_policy(db: Database) {
     let (a, b) = (&a.client, &b.client);
 
     // client_wins (journal's default).
-    let (id, n) = conflict(&server, a, b, "journal", json!({"title": "J"}), json!({"title": "B"}), json!({"title": "A"})).await;
+    let (id, n) = conflict(
+        &server,
+        a,
+        b,
+        "journal",
+        json!({"title": "J"}),
+        json!({"title": "B"}),
+        json!({"title": "A"}),
+    )
+    .await;
     assert_eq!(n.outcome, Outcome::ClientWon);
     assert_eq!(n.conflict.as_ref().unwrap().strategy, "client_wins");
     assert_eq!(a.get_json("journal", id).unwrap().unwrap().data["title"], "A");
@@ -171,7 +189,10 @@ async fn conflicts_by_each_policy(db: Database) {
         json!({"title": "T by A", "status": "ASSIGNED"}),
     )
     .await;
-    assert_eq!((n.outcome, n.conflict.as_ref().unwrap().strategy.as_str()), (Outcome::ClientWon, "most_recent_wins"));
+    assert_eq!(
+        (n.outcome, n.conflict.as_ref().unwrap().strategy.as_str()),
+        (Outcome::ClientWon, "most_recent_wins")
+    );
     assert_eq!(a.get_json("task", id).unwrap().unwrap().data["title"], "T by A");
 
     // preserve_escalation (ticket's default): B's escalation and A's title both stand.
@@ -192,7 +213,12 @@ async fn conflicts_by_each_policy(db: Database) {
 
     // field_merge, set by the admin for work orders.
     server
-        .admin_request(&admin, reqwest::Method::PUT, "/api/v1/sync/policies/work_order", json!({"policy": "field_merge"}))
+        .admin_request(
+            &admin,
+            reqwest::Method::PUT,
+            "/api/v1/sync/policies/work_order",
+            json!({"policy": "field_merge"}),
+        )
         .await;
     let (id, n) = conflict(
         &server,
@@ -210,7 +236,12 @@ async fn conflicts_by_each_policy(db: Database) {
 
     // manual: the server's state stays until an admin chooses; then the device gets it.
     server
-        .admin_request(&admin, reqwest::Method::PUT, "/api/v1/sync/policies/voice_note", json!({"policy": "manual"}))
+        .admin_request(
+            &admin,
+            reqwest::Method::PUT,
+            "/api/v1/sync/policies/voice_note",
+            json!({"policy": "manual"}),
+        )
         .await;
     let (id, n) = conflict(
         &server,
@@ -237,7 +268,10 @@ async fn conflicts_by_each_policy(db: Database) {
         .await;
     a.sync().await.unwrap();
     let held = a.get_json("voice_note", id).unwrap().unwrap();
-    assert_eq!((held.data["title"].as_str(), held.status, held.version), (Some("Memo by A"), SyncStatus::Synced, 3));
+    assert_eq!(
+        (held.data["title"].as_str(), held.status, held.version),
+        (Some("Memo by A"), SyncStatus::Synced, 3)
+    );
 }
 
 async fn delta_pull(db: Database) {
@@ -251,7 +285,10 @@ async fn delta_pull(db: Database) {
     a.client.sync().await.unwrap();
     for status in ["INPROGRESS", "STANDBY", "INPROGRESS"] {
         b.client
-            .patch::<Task>(task.meta.mobile_id, json!([{"op": "replace", "path": "/status", "value": status}]))
+            .patch::<Task>(
+                task.meta.mobile_id,
+                json!([{"op": "replace", "path": "/status", "value": status}]),
+            )
             .unwrap();
         b.client.sync().await.unwrap();
     }
@@ -311,17 +348,32 @@ async fn rate_limited(db: Database) {
     let started = Instant::now();
     let report = a.client.sync().await.unwrap();
     assert!(report.retries >= 1, "{report:?}");
-    assert!(started.elapsed() >= Duration::from_millis(900), "Retry-After was not honoured: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "Retry-After was not honoured: {:?}",
+        started.elapsed()
+    );
     assert_eq!((report.pushed, report.pulled), (1, 1), "{report:?}");
 }
 
 async fn live_updates_by_the_best_transport_offered(db: Database) {
     let server = Server::start(db).await;
-    let mut a = server.device("ann", "phone-a");
-    a.with_options(quick_options());
+    let a = server.device("ann", "phone-a");
+    // The server offers the event stream (PROTOCOL.md section 11).
+    assert_eq!(a.client.live_mode().await.unwrap(), LiveMode::Stream);
+    follow_and_check(&server, a, None).await;
+}
+
+async fn live_updates_by_long_poll(db: Database) {
+    let server = Server::start(db).await;
+    let a = server.device("ann", "phone-a");
+    follow_and_check(&server, a, Some(LiveMode::LongPoll)).await;
+}
+
+/// While A follows, B's change reaches A, and A's edit reaches the server without `sync()`.
+async fn follow_and_check(server: &Server, mut a: crate::common::Device, mode: Option<LiveMode>) {
+    a.with_options(sync_client::Options { live_mode: mode, long_poll_wait: 20, ..quick_options() });
     let b = server.device("bob", "phone-b");
-    // This server has neither the event stream nor long-poll (`wait`): a sync every interval.
-    assert_eq!(a.client.live_mode().await.unwrap(), LiveMode::Poll);
     let mut events = a.client.events();
     let follower = a.client.clone();
     let follow = tokio::spawn(async move { follower.follow().await });
@@ -366,4 +418,5 @@ sync_domain::backend_tests!(
     resync_required,
     rate_limited,
     live_updates_by_the_best_transport_offered,
+    live_updates_by_long_poll,
 );

@@ -23,7 +23,8 @@ impl Backoff {
     /// jitter", so that a fleet that failed together does not retry together). With a
     /// `Retry-After` the delay is at least that, plus up to a tenth more of jitter.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>, random: u64) -> Duration {
-        let ceiling = self.base.saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX)).min(self.max);
+        let ceiling =
+            self.base.saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX)).min(self.max);
         match retry_after {
             Some(after) => after + scale(after / 10, random),
             None => scale(ceiling, random),
@@ -66,7 +67,10 @@ mod tests {
         for (attempt, after, random, want) in cases {
             let got = B.delay(attempt, after, random);
             let diff = got.abs_diff(want);
-            assert!(diff < ms(1), "attempt {attempt}, Retry-After {after:?}, random {random}: {got:?} not {want:?}");
+            assert!(
+                diff < ms(1),
+                "attempt {attempt}, Retry-After {after:?}, random {random}: {got:?} not {want:?}"
+            );
         }
     }
 

@@ -209,7 +209,11 @@ pub enum Write {
     RemoveBatch(String),
     /// A server version of a record, as a base for later deltas (the store keeps the newest
     /// [`KEPT_BASES`]).
-    Base { id: RecordId, version: i64, data: Value },
+    Base {
+        id: RecordId,
+        version: i64,
+        data: Value,
+    },
     Notice(Notice),
 }
 

@@ -7,7 +7,9 @@ use sync_protocol::limits::DEFAULT_MAX_PUSH_CHANGES;
 use sync_protocol::{Change, ChangeResult, ItemError, Op, Outcome, PushResponse};
 use time::OffsetDateTime;
 
-use super::{Batch, Event, Notice, Origin, Pending, RecordId, Replica, ServerRecord, Step, Write, in_batch, view};
+use super::{
+    Batch, Event, Notice, Origin, Pending, RecordId, Replica, ServerRecord, Step, Write, in_batch, view,
+};
 use crate::{Error, Result};
 
 /// What a local edit does.
@@ -114,7 +116,6 @@ pub fn edit<R: Replica + ?Sized>(r: &mut R, e: LocalEdit) -> Result<Step> {
     step.events.push(Event::Changed { id: e.id, origin: Origin::Local });
     Ok(step)
 }
-
 
 /// The batch to send: the oldest one stored (same key, same body), else a new one of at most
 /// `size` of the oldest pending edits. `None` when there is nothing to send. The step (which
@@ -255,7 +256,11 @@ fn take_result<R: Replica + ?Sized>(
         }),
     };
     if let Some(state) = &new_state {
-        if let Some(data) = state.data.clone().filter(|_| !state.deleted && Some(state.version) != held.as_ref().map(|s| s.version)) {
+        if let Some(data) = state
+            .data
+            .clone()
+            .filter(|_| !state.deleted && Some(state.version) != held.as_ref().map(|s| s.version))
+        {
             step.writes.push(Write::Base { id: id.clone(), version: state.version, data });
         }
         step.writes.push(Write::Record(state.clone()));
@@ -298,7 +303,12 @@ fn take_result<R: Replica + ?Sized>(
 /// The server refused the batch `key` for good (a 4xx that no retry can change). A 413
 /// splits it: its edits go back to the outbox and later batches are half as large. Any other
 /// refusal drops it, with an `invalid` notice per edit, and the app sees the server's state.
-pub fn push_refused<R: Replica + ?Sized>(r: &mut R, key: &str, status: u16, error: ItemError) -> Result<Step> {
+pub fn push_refused<R: Replica + ?Sized>(
+    r: &mut R,
+    key: &str,
+    status: u16,
+    error: ItemError,
+) -> Result<Step> {
     let Some(batch) = r.batches()?.into_iter().find(|b| b.key == key) else { return Ok(Step::default()) };
     let mut step = Step::default();
     step.writes.push(Write::RemoveBatch(batch.key.clone()));

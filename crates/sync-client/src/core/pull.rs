@@ -21,7 +21,11 @@ pub enum PullOutcome {
 }
 
 /// Takes a page pulled from `from` (the cursor the request carried) into the local state.
-pub fn pull_answered<R: Replica + ?Sized>(r: &mut R, from: Option<&str>, page: &PullResponse) -> Result<PullOutcome> {
+pub fn pull_answered<R: Replica + ?Sized>(
+    r: &mut R,
+    from: Option<&str>,
+    page: &PullResponse,
+) -> Result<PullOutcome> {
     let mut meta = r.meta()?;
     if meta.cursor.as_deref() != from {
         return Ok(PullOutcome::Stale);
@@ -68,10 +72,16 @@ pub fn pull_answered<R: Replica + ?Sized>(r: &mut R, from: Option<&str>, page: &
 }
 
 /// One pulled record; `false` when it is a delta on a base this device does not hold.
-fn take_record<R: Replica + ?Sized>(r: &mut R, meta: &Meta, envelope: &RecordEnvelope, step: &mut Step) -> Result<bool> {
+fn take_record<R: Replica + ?Sized>(
+    r: &mut R,
+    meta: &Meta,
+    envelope: &RecordEnvelope,
+    step: &mut Step,
+) -> Result<bool> {
     let id = super::RecordId::new(envelope.domain.clone(), envelope.mobile_id);
     let held = r.record(&id)?;
-    let known = |h: &&ServerRecord| h.version == envelope.version || (h.version > envelope.version && !h.pulled);
+    let known =
+        |h: &&ServerRecord| h.version == envelope.version || (h.version > envelope.version && !h.pulled);
     if let Some(held) = held.as_ref().filter(known) {
         // Already as new (or a push answer came first): only note that the server still has it.
         if held.epoch != meta.epoch {
@@ -87,7 +97,8 @@ fn take_record<R: Replica + ?Sized>(r: &mut R, meta: &Meta, envelope: &RecordEnv
                 None => r.base(&id, base)?,
             };
             let Some(mut data) = base_data else { return Ok(false) };
-            let applied = JsonPatch::from_value(patch.clone()).and_then(|p| sync_bandwidth::apply(&mut data, &p));
+            let applied =
+                JsonPatch::from_value(patch.clone()).and_then(|p| sync_bandwidth::apply(&mut data, &p));
             if applied.is_err() {
                 return Ok(false);
             }

@@ -60,7 +60,8 @@ impl SseParser {
         if line.starts_with(':') {
             return None;
         }
-        let (field, value) = line.split_once(':').map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+        let (field, value) =
+            line.split_once(':').map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
         match field {
             "event" => self.event = Some(value.to_owned()),
             "data" => match &mut self.data {
@@ -93,11 +94,17 @@ mod tests {
     #[test]
     fn table() {
         let cases: [(&str, Vec<SseEvent>); 6] = [
-            ("event: changes\nid: c1.5\ndata: {\"a\":1}\n\n", vec![event("changes", "{\"a\":1}", Some("c1.5"))]),
+            (
+                "event: changes\nid: c1.5\ndata: {\"a\":1}\n\n",
+                vec![event("changes", "{\"a\":1}", Some("c1.5"))],
+            ),
             ("event: heartbeat\r\ndata: {}\r\n\r\n", vec![event("heartbeat", "{}", None)]),
             ("data: one\ndata: two\n\n", vec![event("message", "one\ntwo", None)]),
             (": a comment\n\nevent: x\n\n", vec![]),
-            ("data:no space\n\ndata: second\n\n", vec![event("message", "no space", None), event("message", "second", None)]),
+            (
+                "data:no space\n\ndata: second\n\n",
+                vec![event("message", "no space", None), event("message", "second", None)],
+            ),
             ("event: resync_required\ndata: {}\n", vec![]),
         ];
         for (input, want) in cases {

@@ -46,7 +46,8 @@ async fn follow_takes_changes_from_the_event_stream() {
         let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
         seen.last_event_ids.lock().unwrap().push(last);
         let page = json!({"changes": [record(id, 1, "streamed")], "cursor": "c1.7", "has_more": false, "remaining": 0});
-        let body = format!(": hello\n\nevent: heartbeat\ndata: {{}}\n\nevent: changes\nid: c1.7\ndata: {page}\n\n");
+        let body =
+            format!(": hello\n\nevent: heartbeat\ndata: {{}}\n\nevent: changes\nid: c1.7\ndata: {page}\n\n");
         ([("content-type", "text/event-stream")], body)
     };
     // Nothing new by pull: the same cursor back.
@@ -104,7 +105,8 @@ async fn a_413_halves_the_batches_until_they_pass() {
         let changes = request["changes"].as_array().unwrap();
         seen.batch_sizes.lock().unwrap().push(changes.len());
         if changes.len() > 3 {
-            let error = json!({"error": {"code": "payload_too_large", "message": "too many", "details": null}});
+            let error =
+                json!({"error": {"code": "payload_too_large", "message": "too many", "details": null}});
             return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(error)).into_response();
         }
         let results: Vec<Value> = changes
@@ -113,7 +115,8 @@ async fn a_413_halves_the_batches_until_they_pass() {
             .collect();
         axum::Json(json!({"results": results, "cursor": "c1.1"})).into_response()
     };
-    let pull = || async { axum::Json(json!({"changes": [], "cursor": "c1.1", "has_more": false, "remaining": 0})) };
+    let pull =
+        || async { axum::Json(json!({"changes": [], "cursor": "c1.1", "has_more": false, "remaining": 0})) };
     let router: Router = Router::new()
         .route("/api/v1/sync/push", post(push))
         .route("/api/v1/sync/pull", get(pull))
@@ -122,7 +125,8 @@ async fn a_413_halves_the_batches_until_they_pass() {
     let dir = tempfile::tempdir().unwrap();
     let c = client(&url, &dir);
     for i in 0..10 {
-        c.put_json("journal", Uuid::new_v4(), json!({"title": format!("t{i}"), "notes": "n".repeat(200)})).unwrap();
+        c.put_json("journal", Uuid::new_v4(), json!({"title": format!("t{i}"), "notes": "n".repeat(200)}))
+            .unwrap();
     }
     let report = c.sync().await.unwrap();
     assert_eq!(report.pushed, 10, "{report:?}");
@@ -156,13 +160,16 @@ async fn without_a_stream_follow_long_polls() {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     json!({"changes": [record(id, 1, "long-polled")], "cursor": "c1.2", "has_more": false, "remaining": 0})
                 }
-                (Some(cursor), _) => json!({"changes": [], "cursor": cursor, "has_more": false, "remaining": 0}),
+                (Some(cursor), _) => {
+                    json!({"changes": [], "cursor": cursor, "has_more": false, "remaining": 0})
+                }
                 (None, _) => json!({"changes": [], "cursor": "c1.1", "has_more": false, "remaining": 0}),
             };
             axum::Json(page)
         }
     };
-    let router = Router::new().route("/api/v1/sync/stream", get(no_stream)).route("/api/v1/sync/pull", get(pull));
+    let router =
+        Router::new().route("/api/v1/sync/stream", get(no_stream)).route("/api/v1/sync/pull", get(pull));
     let url = serve(router).await;
     let dir = tempfile::tempdir().unwrap();
     let c = client(&url, &dir);

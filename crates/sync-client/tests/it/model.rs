@@ -60,7 +60,9 @@ impl ModelServer {
     pub fn state(&self) -> BTreeMap<RecordId, Value> {
         self.history
             .iter()
-            .filter_map(|(id, h)| h.last().filter(|v| !v.deleted).and_then(|v| Some((id.clone(), v.data.clone()?))))
+            .filter_map(|(id, h)| {
+                h.last().filter(|v| !v.deleted).and_then(|v| Some((id.clone(), v.data.clone()?)))
+            })
             .collect()
     }
 
@@ -159,7 +161,8 @@ impl ModelServer {
             Op::Upsert => change.data.clone().map(Some).ok_or(()),
             Op::Patch => {
                 let mut data = base.cloned().ok_or(())?;
-                let patch = sync_bandwidth::JsonPatch::from_value(change.patch.clone().ok_or(())?).map_err(|_| ())?;
+                let patch =
+                    sync_bandwidth::JsonPatch::from_value(change.patch.clone().ok_or(())?).map_err(|_| ())?;
                 sync_bandwidth::apply(&mut data, &patch).map_err(|_| ())?;
                 Ok(Some(data))
             }
@@ -217,7 +220,11 @@ impl ModelServer {
         };
         match change.domain.as_str() {
             "cw" => {
-                let version = if same(&stored) { stored_version } else { self.write(&id, wanted.clone(), wanted.is_none()) };
+                let version = if same(&stored) {
+                    stored_version
+                } else {
+                    self.write(&id, wanted.clone(), wanted.is_none())
+                };
                 let mut r = result(Outcome::ClientWon, Some(version));
                 r.conflict = Some(conflict("client_wins", "client"));
                 r
@@ -263,8 +270,11 @@ impl ModelServer {
         if purges < self.purges && from < self.purged_below {
             return Err(410);
         }
-        let mut latest: Vec<(&RecordId, &Version)> =
-            self.history.iter().filter_map(|(id, h)| h.last().filter(|v| v.seq > from).map(|v| (id, v))).collect();
+        let mut latest: Vec<(&RecordId, &Version)> = self
+            .history
+            .iter()
+            .filter_map(|(id, h)| h.last().filter(|v| v.seq > from).map(|v| (id, v)))
+            .collect();
         latest.sort_by_key(|(_, v)| v.seq);
         let has_more = latest.len() > limit;
         latest.truncate(limit);

@@ -165,7 +165,9 @@ impl World {
         let e = self.marker;
         let op = match kind {
             0 | 1 => EditOp::Put(json!({"v": value, "n": rec, "e": e})),
-            2 => EditOp::Patch(json!([{"op": "replace", "path": "/v", "value": value}, {"op": "add", "path": "/e", "value": e}])),
+            2 => EditOp::Patch(
+                json!([{"op": "replace", "path": "/v", "value": value}, {"op": "add", "path": "/e", "value": e}]),
+            ),
             3 => EditOp::Delete,
             _ => EditOp::Put(json!({"v": value, "bad": true, "e": e})),
         };
@@ -195,7 +197,8 @@ impl World {
             .unwrap();
         if let Some(batch) = formed {
             self.keys.insert(batch.key.clone());
-            let request = PushRequest { device_id: "phone-1".into(), client_time: None, changes: batch.changes };
+            let request =
+                PushRequest { device_id: "phone-1".into(), client_time: None, changes: batch.changes };
             self.pushes.push(InAir { request: (batch.key, request), life: self.life });
         }
     }
@@ -218,7 +221,11 @@ impl World {
             let response = self.server.push(&key, &request);
             if life == self.life {
                 let current = self.disk.run(|r| r.batches()).unwrap().iter().any(|b| b.key == key);
-                self.saw(if current { "push answer taken" } else { "push answer ignored (late or repeated)" });
+                self.saw(if current {
+                    "push answer taken"
+                } else {
+                    "push answer ignored (late or repeated)"
+                });
                 if current {
                     for result in &response.results {
                         self.saw(&format!("outcome {}", result.outcome.as_str()));
@@ -361,10 +368,19 @@ impl World {
         assert_eq!(local, server, "the device does not hold the server's state");
         // Exactly once: every batch formed was decided by the server once, never again.
         for key in &self.keys {
-            assert_eq!(self.server.processed.get(key), Some(&1), "batch {key} decided {:?} times", self.server.processed.get(key));
+            assert_eq!(
+                self.server.processed.get(key),
+                Some(&1),
+                "batch {key} decided {:?} times",
+                self.server.processed.get(key)
+            );
         }
         assert!(self.server.decided.values().all(|n| *n == 1), "a change was decided twice");
-        assert!(self.server.written.values().all(|n| *n == 1), "an edit was applied twice: {:?}", self.server.written);
+        assert!(
+            self.server.written.values().all(|n| *n == 1),
+            "an edit was applied twice: {:?}",
+            self.server.written
+        );
         // No edit lost: where nobody else wrote and the policy lets the client win, the
         // server holds the device's last edit.
         for (id, wanted) in &self.last_local {

@@ -65,7 +65,8 @@ fn a_batch_keeps_its_key_and_body_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.db");
     let store = Store::open(&path, "phone-1").unwrap();
-    let c = Client::new(store.clone(), Remote::new("http://127.0.0.1:9", "t").unwrap(), Options::default()).unwrap();
+    let c = Client::new(store.clone(), Remote::new("http://127.0.0.1:9", "t").unwrap(), Options::default())
+        .unwrap();
     c.put_json("journal", Uuid::new_v4(), json!({"title": "x"})).unwrap();
     let mut first = None;
     store
