@@ -293,7 +293,9 @@ impl Client {
                 .await;
             let page = match page {
                 Ok(page) => page,
-                Err(error) if error.http_status() == Some(410) && resyncs < 2 => {
+                // 410: history past the cursor was purged. A cursor the server never handed
+                // out (its database was replaced) is as lost: start again either way.
+                Err(error) if is_lost_cursor(&error) && resyncs < 2 => {
                     resyncs += 1;
                     report.resyncs += 1;
                     self.commit(|r| core::resync_required(r))?;
@@ -516,6 +518,14 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+fn is_lost_cursor(error: &Error) -> bool {
+    match error {
+        Error::Http { status: 410, .. } => true,
+        Error::Http { status: 400, code, .. } => code == "invalid_cursor",
+        _ => false,
     }
 }
 

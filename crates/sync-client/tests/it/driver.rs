@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use sync_client::core::{RecordId, ServerRecord, Step, Write};
 use sync_client::{Client, Event, LiveMode, Options, Origin, Remote, Store};
 use uuid::Uuid;
 
@@ -185,4 +186,52 @@ async fn without_a_stream_follow_long_polls() {
     assert!(arrived.is_ok(), "pulls: {:?}", waits.lock().unwrap());
     assert!(waits.lock().unwrap().contains(&Some("25".to_owned())), "a long-poll waits the configured 25 s");
     follow.abort();
+}
+
+#[tokio::test]
+async fn a_cursor_the_server_never_handed_out_starts_a_resync() {
+    let id = Uuid::new_v4();
+    let pull = move |query: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+        match query.get("cursor").map(String::as_str) {
+            // A server whose database was replaced does not know this device's cursor.
+            Some("c1.99") => {
+                let error = json!({"error": {"code": "invalid_cursor", "message": "unknown cursor", "details": null}});
+                (StatusCode::BAD_REQUEST, axum::Json(error)).into_response()
+            }
+            _ => axum::Json(json!({"changes": [record(id, 1, "fresh")], "cursor": "c1.1", "has_more": false, "remaining": 0}))
+                .into_response(),
+        }
+    };
+    let url = serve(Router::new().route("/api/v1/sync/pull", get(pull))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client(&url, &dir);
+    let stale = RecordId::new("journal", Uuid::new_v4());
+    c.store()
+        .step(|r| {
+            let mut meta = r.meta()?;
+            meta.cursor = Some("c1.99".into());
+            let held = ServerRecord {
+                id: stale.clone(),
+                version: 3,
+                data: Some(json!({"title": "from the old server"})),
+                deleted: false,
+                status: sync_client::SyncStatus::Synced,
+                modified_at: time::OffsetDateTime::UNIX_EPOCH,
+                priority: sync_client::Priority::Medium,
+                bu: None,
+                epoch: 0,
+                conflict_at: None,
+                pulled: true,
+            };
+            Ok(Step { writes: vec![Write::Meta(meta), Write::Record(held)], events: vec![] })
+        })
+        .unwrap();
+    let report = c.sync().await.unwrap();
+    assert_eq!(report.resyncs, 1, "{report:?}");
+    assert_eq!(c.get_json("journal", id).unwrap().unwrap().data["title"], "fresh");
+    assert!(
+        c.get_json("journal", stale.mobile_id).unwrap().is_none(),
+        "what the server does not have is gone"
+    );
+    assert_eq!(c.store().meta().unwrap().cursor.as_deref(), Some("c1.1"));
 }
