@@ -4,5 +4,6 @@
 
 mod driver;
 mod model;
+mod outcomes;
 mod properties;
 mod store;
