@@ -20,6 +20,9 @@ use crate::http::{PullParams, Remote};
 use crate::store::Store;
 use crate::{Error, Result};
 
+/// The stream sends a heartbeat every 15 s; this long without a byte, it is reopened.
+const STREAM_SILENCE: Duration = Duration::from_secs(45);
+
 /// How the driver behaves.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -480,7 +483,11 @@ impl Client {
         let mut at = from;
         loop {
             let chunk = tokio::select! {
-                chunk = response.chunk() => chunk.map_err(|source| Error::Transport { path: "/api/v1/sync/stream", source })?,
+                chunk = tokio::time::timeout(STREAM_SILENCE, response.chunk()) => match chunk {
+                    // Not even a heartbeat: the connection is dead without knowing it.
+                    Err(_) => return Ok(()),
+                    Ok(chunk) => chunk.map_err(|source| Error::Transport { path: "/api/v1/sync/stream", source })?,
+                },
                 () = self.inner.outbox_changed.notified() => {
                     let _one = self.inner.syncing.lock().await;
                     self.push_all(&mut SyncReport::default()).await?;
