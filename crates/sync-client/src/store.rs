@@ -113,6 +113,13 @@ impl Store {
         conn.immediate_transaction::<_, Error, _>(|conn| f(&mut SqliteReplica { conn }))
     }
 
+    /// Runs a read in one deferred transaction (a consistent snapshot that does not block a
+    /// writer in WAL mode).
+    fn read<T>(&self, f: impl FnOnce(&mut dyn Replica) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        conn.transaction::<_, Error, _>(|conn| f(&mut SqliteReplica { conn }))
+    }
+
     /// Runs one core step in one transaction: decides, writes, commits; returns its events.
     pub fn step(&self, f: impl FnOnce(&mut dyn Replica) -> Result<Step>) -> Result<Vec<Event>> {
         self.transact(|r| {
@@ -123,18 +130,18 @@ impl Store {
     }
 
     pub fn meta(&self) -> Result<Meta> {
-        self.transact(|r| r.meta())
+        self.read(|r| r.meta())
     }
 
     /// What the app sees of one record.
     pub fn get(&self, id: &RecordId) -> Result<Option<View>> {
-        self.transact(|r| view(r, id))
+        self.read(|r| view(r, id))
     }
 
     /// What the app sees of every record of a domain, by id.
     pub fn query(&self, domain: &str) -> Result<Vec<View>> {
         let mut conn = self.lock();
-        conn.immediate_transaction::<_, Error, _>(|conn| {
+        conn.transaction::<_, Error, _>(|conn| {
             let mut ids: Vec<RecordId> = Vec::new();
             for table in ["records", "pending"] {
                 let keys: Vec<Key> =
@@ -169,7 +176,7 @@ impl Store {
     /// The whole state, as the in-memory replica holds it (for tests and diagnostics).
     pub fn snapshot(&self) -> Result<MemoryReplica> {
         let mut conn = self.lock();
-        conn.immediate_transaction::<_, Error, _>(|conn| {
+        conn.transaction::<_, Error, _>(|conn| {
             let mut r = SqliteReplica { conn };
             let mut m = MemoryReplica::new(r.meta()?);
             let records: Vec<Body> = diesel::sql_query("SELECT body FROM records").load(r.conn)?;
