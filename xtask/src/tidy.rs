@@ -12,7 +12,71 @@ const SKIP_DIRS: &[&str] = &["target", ".git", "ui"];
 pub(crate) fn check(root: &Path) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     visit(root, root, &mut problems)?;
+    problems.extend(client_rules(root)?);
     Ok(problems)
+}
+
+/// Crates sync-client must never depend on, even for tests (docs/ARCHITECTURE.md): the server
+/// side, and PostgreSQL's driver.
+const CLIENT_FORBIDDEN: &[&str] =
+    &["sync-domain", "sync-api", "sync-live", "sync-server", "sync-sim", "pq-sys"];
+/// What sync-client's `core` module must not name: it does no IO and reads no clock.
+const CORE_FORBIDDEN: &[&str] =
+    &["reqwest", "tokio", "diesel", "std::fs", "std::net", "now_utc", "SystemTime"];
+
+/// sync-client's dependency rules (docs/ARCHITECTURE.md), checked on its manifest and core.
+fn client_rules(root: &Path) -> Result<Vec<String>> {
+    let client = root.join("crates/sync-client");
+    if !client.exists() {
+        return Ok(Vec::new());
+    }
+    let mut problems = check_client_manifest(&fs::read_to_string(client.join("Cargo.toml"))?);
+    let core = client.join("src/core");
+    let mut files: Vec<_> = fs::read_dir(&core)?.collect::<Result<_, _>>()?;
+    files.sort_by_key(|e| e.path());
+    for file in files {
+        let text = fs::read_to_string(file.path())?;
+        let shown = format!("crates/sync-client/src/core/{}", file.file_name().to_string_lossy());
+        problems.extend(check_core_file(&text).into_iter().map(|p| format!("{shown}: {p}")));
+    }
+    Ok(problems)
+}
+
+fn check_client_manifest(manifest: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut in_dependencies = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_dependencies = line.ends_with("dependencies]");
+            continue;
+        }
+        let name = line.split(['=', '.', ' ']).next().unwrap_or_default();
+        if in_dependencies && CLIENT_FORBIDDEN.contains(&name) {
+            problems
+                .push(format!("crates/sync-client/Cargo.toml: depends on {name} (see docs/ARCHITECTURE.md)"));
+        }
+        // The workspace's diesel enables PostgreSQL (libpq): the client names its own, SQLite only.
+        if in_dependencies && name == "diesel" && (line.contains("postgres") || line.contains("workspace")) {
+            problems.push("crates/sync-client/Cargo.toml: diesel must be SQLite only".to_owned());
+        }
+    }
+    problems
+}
+
+fn check_core_file(text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let code = line.trim_start();
+        if code.starts_with("//") {
+            continue;
+        }
+        for word in CORE_FORBIDDEN {
+            if code.contains(word) {
+                problems.push(format!("line {}: the sans-IO core names `{word}`", number + 1));
+            }
+        }
+    }
+    problems
 }
 
 fn visit(root: &Path, dir: &Path, problems: &mut Vec<String>) -> Result<()> {
@@ -76,5 +140,25 @@ mod tests {
         assert_eq!(check_file(&ignored), ["line 2: tests are never ignored; fix or delete the test"]);
         let debug = format!("//! x\nfn f() {{ {}1); }}\n", concat!("dbg", "!("));
         assert_eq!(check_file(&debug), ["line 2: leftover dbg! call"]);
+    }
+
+    #[test]
+    fn client_rules_catch_each_break() {
+        let fine = "[dependencies]\nsync-protocol.workspace = true\ndiesel = { version = \"2\", features = [\"sqlite\"] }\n";
+        assert_eq!(check_client_manifest(fine), Vec::<String>::new());
+        assert_eq!(
+            check_client_manifest("[dev-dependencies]\nsync-domain = { workspace = true }\n").len(),
+            1
+        );
+        assert_eq!(check_client_manifest("[dependencies]\ndiesel.workspace = true\n").len(), 1);
+        assert_eq!(check_client_manifest("[features]\nsync-api = []\n"), Vec::<String>::new());
+        assert_eq!(
+            check_core_file("//! Core.\n// tokio is fine in a comment\nfn f() {}\n"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            check_core_file("//! Core.\nuse tokio::time;\n"),
+            ["line 2: the sans-IO core names `tokio`"]
+        );
     }
 }
