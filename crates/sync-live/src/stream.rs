@@ -301,7 +301,10 @@ mod tests {
     fn a_subscription_task_is_small() {
         fn size_of_run() -> usize {
             let hub = crate::hub::Hub::new(crate::LiveConfig::default());
-            let db = match sync_domain::Database::connect("sqlite::memory:", sync_domain::ConnectOptions::default()) {
+            let db = match sync_domain::Database::connect(
+                "sqlite::memory:",
+                sync_domain::ConnectOptions::default(),
+            ) {
                 Ok(db) => db,
                 Err(e) => panic!("{e}"),
             };

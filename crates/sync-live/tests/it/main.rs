@@ -352,26 +352,36 @@ async fn push_outcomes(engine: &SyncEngine, who: &Principal, changes: Vec<Change
 }
 
 /// With the hub attached, a push reads the tenant's policies from the node's cache (one
-/// statement fewer than without), and a policy change applies to the very next push.
+/// statement fewer once the cache is warm), and a policy change applies to the very next push.
 async fn policies_are_cached_and_a_change_applies_at_once(db: Database) {
-    let uncached = engine(db.clone());
-    let live = Live::new(uncached.clone(), config());
+    let live = Live::new(engine(db.clone()), config());
     let cached = live.engine().clone();
     let acme = writer("acme");
-    push(&cached, &acme, vec![change("task", 1, None)]).await; // fills the cache
-    let statements = |engine: &SyncEngine, n: u128| {
-        let (engine, acme, db) = (engine.clone(), acme.clone(), db.clone());
+    let admin = principal("acme", Role::Admin, None);
+    let statements = |n: u128| {
+        let (engine, acme, db) = (cached.clone(), acme.clone(), db.clone());
         async move {
             let before = db.statements();
             push(&engine, &acme, vec![change("journal", n, None)]).await;
             db.statements() - before
         }
     };
-    let without = statements(&uncached, 10).await;
-    let with = statements(&cached, 11).await;
-    assert_eq!(with + 1, without, "one policy read fewer per push ({with} against {without} statements)");
+    let journal = sync_domain::engine::PolicyUpdate {
+        policy: "client_wins".parse().unwrap(),
+        auto_resolve: true,
+        notify_on_conflict: false,
+    };
+    cached.set_policy(&admin, "journal", journal).await.unwrap(); // the cache is now stale
+    let cold = statements(10).await;
+    let warm = statements(11).await;
+    assert_eq!(
+        warm + 1,
+        cold,
+        "one policy read fewer per push once cached ({warm} against {cold} statements)"
+    );
 
-    let admin = principal("acme", Role::Admin, None);
+    push(&cached, &acme, vec![change("task", 1, None)]).await;
+
     for (policy, outcome) in
         [("manual", "manual_required"), ("client_wins", "client_won"), ("server_wins", "server_won")]
     {

@@ -360,7 +360,12 @@ async fn run(client: &Client, base: &str, api: &Api, admin: &str, device: &str, 
     screenshot(client, "2-devices").await;
 
     // The page follows the live WebSocket (first-message auth), not polling.
-    wait_js(client, "the live stream", "return document.getElementById('live').dataset.state === 'live' || null").await;
+    wait_js(
+        client,
+        "the live stream",
+        "return document.getElementById('live').dataset.state === 'live' || null",
+    )
+    .await;
 
     // A push made now appears without a reload.
     api.push(dan, "d1", "d-dan", vec![change("task", 20, 0, json!({"title": "New", "status": "ASSIGNED"}))])
