@@ -6,6 +6,12 @@ which no schema can state, so a generator that draws short keys ("0", "!") reuse
 other bodies. Here every key the document allows is made unique by a random suffix, keeping it
 valid (1 to 255 visible ASCII characters); a key the document forbids is sent as drawn, so the
 server's refusal of it is still tested.
+
+A pull with a valid `wait` (1 to 60 s) is a long-poll that holds the request until a change
+commits or the wait ends (PROTOCOL.md section 11): against an idle server every such case would
+take its whole wait, and schemathesis gives up on a response after 10 s. A valid `wait` is
+dropped from the query (the Rust tests cover long-polls); an invalid one is sent as drawn, so
+the server's refusal of it is still tested.
 """
 
 import re
@@ -16,9 +22,23 @@ import schemathesis
 VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
+def valid_wait(value):
+    """Whether the server could read `value` as a wait of 1 to 60 s (`3.0` reads as 3)."""
+    if isinstance(value, bool):
+        return False
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return False
+    return seconds.is_integer() and 1 <= seconds <= 60
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
     """Runs before every request of every phase (map_case does not see the examples phase)."""
+    query = case.query
+    if query and "wait" in query and valid_wait(query["wait"]):
+        del query["wait"]
     headers = case.headers
     if not headers:
         return
