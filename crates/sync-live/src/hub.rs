@@ -25,13 +25,19 @@ struct TenantEntry {
     changes: watch::Sender<u64>,
     /// Bumped by new conflicts and alerts (admin streams).
     admin: watch::Sender<u64>,
-    /// Highest change sequence a wake-up was sent for (a later, lower one is redundant).
-    high_water: i64,
+    /// The change sequences of the latest wake-ups: a fact heard twice (in process, then
+    /// through this node's own NOTIFY) wakes once. Only an exact repeat is redundant: on
+    /// PostgreSQL commits become visible out of sequence order, so a lower sequence arriving
+    /// after a higher one is a commit readers have not seen yet.
+    recent: VecDeque<i64>,
 }
+
+/// Wake-ups remembered per tenant to recognise repeats.
+const RECENT_WAKES: usize = 64;
 
 impl TenantEntry {
     fn new() -> Self {
-        TenantEntry { changes: watch::channel(0).0, admin: watch::channel(0).0, high_water: 0 }
+        TenantEntry { changes: watch::channel(0).0, admin: watch::channel(0).0, recent: VecDeque::new() }
     }
 
     fn idle(&self) -> bool {
@@ -46,7 +52,7 @@ pub struct HubStats {
     pub facts: AtomicU64,
     /// Facts that woke a tenant's subscribers.
     pub wakes: AtomicU64,
-    /// Facts ignored because a later sequence already woke the tenant.
+    /// Facts ignored because the same commit already woke the tenant.
     pub redundant: AtomicU64,
     /// Reads by cursor that went to the database.
     pub reads: AtomicU64,
@@ -157,11 +163,16 @@ impl Hub {
             return;
         }
         match wake.kind {
-            CommitKind::Changes if wake.seq > 0 && wake.seq <= entry.high_water => {
+            CommitKind::Changes if wake.seq > 0 && entry.recent.contains(&wake.seq) => {
                 stats.redundant.fetch_add(1, Ordering::Relaxed);
             }
             CommitKind::Changes | CommitKind::Purge => {
-                entry.high_water = entry.high_water.max(wake.seq);
+                if wake.seq > 0 {
+                    if entry.recent.len() == RECENT_WAKES {
+                        entry.recent.pop_front();
+                    }
+                    entry.recent.push_back(wake.seq);
+                }
                 entry.changes.send_modify(|g| *g += 1);
                 stats.wakes.fetch_add(1, Ordering::Relaxed);
             }
@@ -359,5 +370,42 @@ impl Drop for StreamGuard {
                 streams.remove(&self.token_key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes(seq: i64) -> Wake {
+        Wake { kind: CommitKind::Changes, seq, tenant: "acme".into() }
+    }
+
+    /// On PostgreSQL a commit with a lower sequence can become visible after one with a higher
+    /// sequence: its wake-up must still wake readers (else its change waits for the next
+    /// commit). Only the same commit heard twice (in process and through NOTIFY) wakes once.
+    #[test]
+    fn a_lower_sequence_after_a_higher_one_still_wakes_and_only_repeats_are_dropped() {
+        let hub = Hub::new(LiveConfig::default());
+        let mut watch = hub.watch("acme");
+        let generation = |w: &mut TenantWatch| *w.changes.borrow_and_update();
+        let start = generation(&mut watch);
+        hub.wake(&changes(101));
+        let after_101 = generation(&mut watch);
+        assert!(after_101 > start);
+        hub.wake(&changes(100));
+        let after_100 = generation(&mut watch);
+        assert!(after_100 > after_101, "the out-of-order commit woke the tenant");
+        hub.wake(&changes(100));
+        hub.wake(&changes(101));
+        assert_eq!(generation(&mut watch), after_100, "repeats of the same commits are redundant");
+        assert_eq!(hub.stats().redundant.load(Ordering::Relaxed), 2);
+        // Only a bounded number of sequences is remembered.
+        for seq in 200..200 + RECENT_WAKES as i64 {
+            hub.wake(&changes(seq));
+        }
+        let before = generation(&mut watch);
+        hub.wake(&changes(100));
+        assert!(generation(&mut watch) > before, "an old sequence is no longer recognised: it wakes");
     }
 }

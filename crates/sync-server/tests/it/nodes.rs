@@ -86,6 +86,41 @@ async fn a_push_through_one_node_reaches_a_stream_on_another() {
     let answered: Value = waiting.await.unwrap().unwrap().json().await.unwrap();
     assert_eq!(answered["changes"][0]["mobile_id"], "00000000-0000-4000-8000-000000000002");
 
+    // B's cached policy: a stale edit through B is resolved by the default (most recent wins
+    // for tasks) and warms B's policy cache.
+    let push_through_b = |n: u32, key: String| {
+        let (http, url, device) = (http.clone(), b.url("/api/v1/sync/push"), device.clone());
+        async move {
+            let id = format!("00000000-0000-4000-8000-{n:012}");
+            let change = |title: &str, at: &str| {
+                json!({"device_id": "d9", "changes": [{"domain": "task", "mobile_id": id, "base_version": 0,
+                    "op": "upsert", "data": {"title": title, "status": "ASSIGNED"}, "modified_at": at}]})
+            };
+            // The second is based on nothing and older: a conflict the stored state wins unless
+            // the policy is client_wins.
+            let edits = [change("first", "2026-11-22T09:58:00Z"), change("stale", "2026-11-22T09:00:00Z")];
+            for (step, body) in edits.into_iter().enumerate() {
+                let r: Value = http
+                    .post(&url)
+                    .bearer_auth(&device)
+                    .header("idempotency-key", format!("{key}-{step}"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if step == 1 {
+                    return r["results"][0]["outcome"].as_str().unwrap().to_owned();
+                }
+            }
+            unreachable!()
+        }
+    };
+    let before = push_through_b(100, "warm".into()).await;
+    assert_ne!(before, "client_won", "tasks are not client_wins by default");
+
     // A policy set through A is in force on B's next request.
     let put = http
         .put(a.url("/api/v1/sync/policies/task"))
@@ -106,6 +141,16 @@ async fn a_push_through_one_node_reaches_a_stream_on_another() {
         .unwrap();
     let task = policies.as_array().unwrap().iter().find(|p| p["domain"] == "task").unwrap().clone();
     assert_eq!(task["policy"], "client_wins");
+    // And B's pushes resolve by it: its policy cache was cleared by A's NOTIFY (within
+    // milliseconds; a push that raced with the notification may still use the old policy).
+    let changed_at = std::time::Instant::now();
+    for n in 101.. {
+        if push_through_b(n, format!("after-{n}")).await == "client_won" {
+            break;
+        }
+        assert!(changed_at.elapsed() < Duration::from_secs(2), "B still resolves by the old policy");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     // A revoked token is refused by B at once.
     let ok = http.get(b.url("/api/v1/sync/pull")).bearer_auth(&doomed).send().await.unwrap();
