@@ -99,6 +99,8 @@ pub async fn run(
         Ok(SyncClient::new(http.clone(), base_url, token(&tenant, user)?))
     };
     let base = server.base_url();
+    // Which case failed, in the error.
+    let labelled = |case: &'static str| move |e: Error| Error::Server(format!("live case `{case}`: {e}"));
 
     let write_to_stream_idle = write_to_stream(
         &device(base, "writer")?,
@@ -107,7 +109,8 @@ pub async fn run(
         &token(&tenant, "watcher")?,
         options.latency_samples,
     )
-    .await?;
+    .await
+    .map_err(labelled("write-to-stream, idle"))?;
 
     let load = (0..8).map(|i| device(base, &format!("load{i}"))).collect::<Result<Vec<_>>>()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -132,7 +135,8 @@ pub async fn run(
                 &token(&tenant, "watcher3")?,
                 options.latency_samples,
             )
-            .await?,
+            .await
+            .map_err(labelled("write-to-stream, two nodes"))?,
         ),
         None => None,
     };
@@ -147,17 +151,19 @@ pub async fn run(
             .collect::<Result<Vec<_>>>()?,
         options.fanout_commits,
     )
-    .await?;
+    .await
+    .map_err(labelled("fan-out"))?;
 
     let idle_tenant = format!("{tenant}-idle");
     let idle_tokens = (0..options.idle_connections)
         .map(|i| token(&idle_tenant, &format!("idle{i}")))
         .collect::<Result<Vec<_>>>()?;
-    let idle = idle_connections(server, &streams, &idle_tokens).await?;
+    let idle =
+        idle_connections(server, &streams, &idle_tokens).await.map_err(labelled("idle connections"))?;
 
     Ok(LiveResults {
         write_to_stream_idle,
-        write_to_stream_loaded: loaded?,
+        write_to_stream_loaded: loaded.map_err(labelled("write-to-stream, 8 devices pushing"))?,
         write_to_stream_two_nodes,
         fanout,
         idle,
