@@ -26,9 +26,8 @@ struct TenantEntry {
     /// Bumped by new conflicts and alerts (admin streams).
     admin: watch::Sender<u64>,
     /// The change sequences of the latest wake-ups: a fact heard twice (in process, then
-    /// through this node's own NOTIFY) wakes once. Only an exact repeat is redundant: on
-    /// PostgreSQL commits become visible out of sequence order, so a lower sequence arriving
-    /// after a higher one is a commit readers have not seen yet.
+    /// through this node's own NOTIFY) wakes once. Only an exact repeat is redundant, so that
+    /// no rule about the order in which wake-ups arrive has to hold for a change to be read.
     recent: VecDeque<i64>,
 }
 
@@ -381,9 +380,9 @@ mod tests {
         Wake { kind: CommitKind::Changes, seq, tenant: "acme".into() }
     }
 
-    /// On PostgreSQL a commit with a lower sequence can become visible after one with a higher
-    /// sequence: its wake-up must still wake readers (else its change waits for the next
-    /// commit). Only the same commit heard twice (in process and through NOTIFY) wakes once.
+    /// A wake-up for a lower sequence after a higher one still wakes readers (wake-ups of
+    /// one tenant's commits may arrive in any order); only the same commit heard twice (in
+    /// process and through NOTIFY) wakes once.
     #[test]
     fn a_lower_sequence_after_a_higher_one_still_wakes_and_only_repeats_are_dropped() {
         let hub = Hub::new(LiveConfig::default());
