@@ -456,10 +456,8 @@ pub(crate) async fn ws_handler(
                         init_refused.store(true, Ordering::Release);
                         async_graphql::Error::new(e.to_string())
                     })?;
-                    let credential = authorization
-                        .as_deref()
-                        .and_then(|h| h.trim().split_once(' ').map(|(_, c)| c.trim().to_owned()))
-                        .unwrap_or_default();
+                    let credential =
+                        authorization.as_deref().map(crate::live::bearer_credential).unwrap_or_default();
                     let token_key = crate::live::token_key(&principal, &credential);
                     let mut data = Data::default();
                     data.insert(SubscriberContext { api: init_api, principal, token_key });

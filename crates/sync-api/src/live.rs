@@ -108,7 +108,8 @@ pub(crate) fn token_key(principal: &Principal, credential: &str) -> String {
     format!("{}/{}/{:016x}", principal.tenant, principal.user, hasher.finish())
 }
 
-fn split_domains(domains: Option<String>) -> Option<Vec<String>> {
+/// A comma-separated `domains` parameter as a list (blank entries dropped).
+pub(crate) fn split_domains(domains: Option<String>) -> Option<Vec<String>> {
     domains.map(|d| d.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
 }
 
@@ -228,8 +229,13 @@ fn credential(headers: &HeaderMap) -> String {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' ').map(|(_, c)| c.trim().to_owned()))
+        .map(bearer_credential)
         .unwrap_or_default()
+}
+
+/// The credential of an `Authorization` value (`Bearer <credential>`), empty when there is none.
+pub(crate) fn bearer_credential(authorization: &str) -> String {
+    authorization.trim().split_once(' ').map(|(_, c)| c.trim().to_owned()).unwrap_or_default()
 }
 
 /// `GET /api/v1/sync/stream`: server-sent events of the changes after a cursor.
@@ -466,7 +472,7 @@ impl WsSession {
             .authenticate(Some(&header))
             .await
             .map_err(|_| (close::POLICY, "invalid, revoked or expired token"))?;
-        let credential = header.trim().split_once(' ').map(|(_, c)| c.trim().to_owned()).unwrap_or_default();
+        let credential = bearer_credential(&header);
         Ok((principal, credential))
     }
 

@@ -471,8 +471,7 @@ async fn pull(
     if q.limit == Some(0) {
         return Err(ApiError::bad_request("invalid_limit", "limit must be at least 1"));
     }
-    let domains =
-        q.domains.map(|d| d.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+    let domains = crate::live::split_domains(q.domains);
     let request = PullRequest {
         cursor: q.cursor.filter(|c| !c.is_empty()),
         limit: q.limit,
