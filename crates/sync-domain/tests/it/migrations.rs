@@ -84,14 +84,14 @@ async fn round_trip(db: Database) {
     assert!(ready.migrations_current, "{ready:?}");
 
     let reverted = db.revert_all_migrations().unwrap();
-    assert_eq!(reverted.len(), 5);
+    assert_eq!(reverted.len(), 6);
     assert!(tables(&db).is_empty(), "left after down: {:?}", tables(&db));
     let ready = db.ping().await.unwrap();
     assert!(!ready.migrations_current);
-    assert_eq!(ready.pending.len(), 5);
+    assert_eq!(ready.pending.len(), 6);
 
     let applied = db.migrate().unwrap();
-    assert_eq!(applied.len(), 5);
+    assert_eq!(applied.len(), 6);
     assert_eq!(tables(&db), expected);
     schema_matches(&db);
     assert!(db.ping().await.unwrap().migrations_current);
@@ -113,7 +113,7 @@ fn both_backends_have_the_same_migrations() {
         v
     };
     assert_eq!(names("sqlite"), names("postgres"));
-    assert_eq!(names("sqlite").len(), 5);
+    assert_eq!(names("sqlite").len(), 6);
 }
 
 #[test]
@@ -189,4 +189,53 @@ fn fresh_sqlite_looks_records_up_by_key() {
     // The pull's page still walks the sequence index.
     let page = plan("SELECT * FROM records WHERE tenant_id = 't' AND seq > 10 ORDER BY seq LIMIT 100".into());
     assert!(page.contains("records_tenant_seq"), "{page}");
+}
+
+#[derive(QueryableByName)]
+struct PgPlanLine {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    #[diesel(column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// A tenant that grew after the last `ANALYZE` (when it was absent) must still have its records
+/// looked up by key through the primary key, not by reading the tenant through an index that
+/// merely starts with `tenant_id` (PostgreSQL estimated such a tenant at one row).
+#[test]
+fn postgres_plans_do_not_depend_on_a_tenants_size_at_the_last_analyze() {
+    if !sync_domain::testing::backend_selected(Backend::Postgres) {
+        return;
+    }
+    let Some(test) = sync_domain::testing::TestDb::postgres() else { return };
+    let rows = |tenant: &str, n: u32| {
+        format!(
+            "INSERT INTO records (tenant_id, domain, mobile_id, version, data, deleted, modified_at, \
+             server_modified_at, modified_by_device, bu, priority, seq) \
+             SELECT '{tenant}', 'task', md5(i::text), 1, '{{}}', false, 0, 0, 'd', NULL, 'medium', i \
+             FROM generate_series(1, {n}) AS i"
+        )
+    };
+    let (big, analyze, grown) = (rows("big", 20_000), "ANALYZE records".to_owned(), rows("new", 20_000));
+    let plan = test
+        .database()
+        .run_sync(move |conn| {
+            let DbConnection::Pg(c) = conn else { unreachable!("a PostgreSQL test database") };
+            for sql in [big, analyze, grown] {
+                diesel::sql_query(sql).execute(c)?;
+            }
+            let explain = "EXPLAIN SELECT * FROM records WHERE tenant_id = 'new' AND domain = 'task' \
+                           AND mobile_id = ANY(ARRAY[md5('1'), md5('2'), md5('99999')]) \
+                           ORDER BY mobile_id FOR UPDATE";
+            let by_key = diesel::sql_query(explain).load::<PgPlanLine>(c)?;
+            let page = diesel::sql_query(
+                "EXPLAIN SELECT * FROM records WHERE tenant_id = 'new' AND seq > 10 ORDER BY seq LIMIT 100",
+            )
+            .load::<PgPlanLine>(c)?;
+            let text =
+                |lines: Vec<PgPlanLine>| lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n");
+            Ok((text(by_key), text(page)))
+        })
+        .unwrap();
+    assert!(plan.0.contains("records_pkey"), "look-up by key:\n{}", plan.0);
+    assert!(plan.1.contains("records_tenant_seq"), "pull page:\n{}", plan.1);
 }
