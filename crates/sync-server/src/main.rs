@@ -4,6 +4,7 @@
 //! arguments or configuration (one line on stderr), 1 on any other failure.
 #![doc = include_str!("../README.md")]
 
+mod alloc;
 mod config;
 mod error;
 mod jobs;
@@ -138,6 +139,7 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    alloc::limit_arenas();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
