@@ -3,10 +3,10 @@
 //! glibc gives every thread that allocates while the others hold their arenas an arena of its
 //! own, up to eight per core. The server's threads are the runtime's workers and the blocking
 //! threads that run database transactions (dozens under load); freed memory stays spread over
-//! their arenas and is seldom returned. Measured in `cargo xtask bench` on SQLite: after the
-//! push and pull cases the server held 174 MiB, and 370 MiB with 10,000 idle streams; with as
-//! many arenas as cores, 116 and 279 MiB, at the same throughput. mimalloc was worse (264 and
-//! 525 MiB).
+//! their arenas and is seldom returned. Measured in `cargo xtask bench` (docs/benchmarks.md):
+//! after the push and pull cases the server held 145–174 MiB, and 341–370 MiB with 10,000 idle
+//! streams; with as many arenas as cores, 101–130 and 271–286 MiB, throughput within the spread
+//! between runs. mimalloc was worse (264 and 525 MiB).
 //!
 //! An operator's own `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` wins.
 

@@ -191,6 +191,14 @@ fn fresh_sqlite_looks_records_up_by_key() {
     assert!(page.contains("records_tenant_seq"), "{page}");
 }
 
+#[derive(Debug, QueryableByName)]
+struct StatisticsTarget {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    target: i64,
+}
+
 #[derive(QueryableByName)]
 struct PgPlanLine {
     #[diesel(sql_type = diesel::sql_types::Text)]
@@ -238,4 +246,22 @@ fn postgres_plans_do_not_depend_on_a_tenants_size_at_the_last_analyze() {
         .unwrap();
     assert!(plan.0.contains("records_pkey"), "look-up by key:\n{}", plan.0);
     assert!(plan.1.contains("records_tenant_seq"), "pull page:\n{}", plan.1);
+
+    // The rule holds for every tenant-owned table, including those of later migrations.
+    let targets = test
+        .database()
+        .run_sync(|conn| {
+            let DbConnection::Pg(c) = conn else { unreachable!("a PostgreSQL test database") };
+            Ok(diesel::sql_query(
+                "SELECT c.relname AS name, a.attstattarget::bigint AS target FROM pg_attribute AS a \
+                 JOIN pg_class AS c ON c.oid = a.attrelid \
+                 WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' \
+                   AND a.attname = 'tenant_id' ORDER BY 1",
+            )
+            .load::<StatisticsTarget>(c)?)
+        })
+        .unwrap();
+    assert!(targets.iter().any(|t| t.name == "records"), "{targets:?}");
+    let gathering: Vec<&StatisticsTarget> = targets.iter().filter(|t| t.target != 0).collect();
+    assert!(gathering.is_empty(), "tables with statistics on tenant_id: {gathering:?}");
 }
