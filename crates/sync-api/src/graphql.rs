@@ -167,6 +167,7 @@ impl QueryRoot {
             delta: delta.unwrap_or(false),
             device_id,
             network_quality,
+            hints: false,
         };
         execute(ctx, OperationRequest::Pull(request), None).await
     }
@@ -178,7 +179,7 @@ impl QueryRoot {
 
     /// Whether to sync now.
     async fn optimal_time(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {
-        execute(ctx, OperationRequest::OptimalTime, None).await
+        execute(ctx, OperationRequest::OptimalTime { device_id: None }, None).await
     }
 
     /// A device's health (own device, or any device of the tenant for an admin).

@@ -11,6 +11,7 @@ pub mod live;
 pub mod openapi;
 pub mod operation;
 pub mod rest;
+pub mod webhooks;
 
 pub use auth::{Authenticator, Claims};
 pub use error::{ApiError, ErrorBody, ErrorDetail, Result};

@@ -23,6 +23,10 @@ use crate::operation::SyncApi;
 #[allow(dead_code)]
 mod routes {
     use sync_protocol::{
+        AnomaliesQuery, AnomalyView, ConflictRisk, ConflictRiskQuery, DeliveriesQuery, DeliveryView,
+        OptimalTimeQuery, WebhookRequest, WebhookView,
+    };
+    use sync_protocol::{
         ConflictView, ConflictsQuery, Dashboard, DeviceHealthView, DeviceQuery, ErrorBody, GraphqlRequest,
         Liveness, OptimalTime, PartialSyncRequest, PartialSyncResponse, PolicyUpdate, PolicyView, PullQuery,
         PullResponse, PushRequest, PushResponse, QueueStatus, Readiness, ResolveRequest, ResolveResponse,
@@ -73,8 +77,64 @@ mod routes {
     pub fn partial() {}
 
     #[utoipa::path(get, path = "/api/v1/sync/optimal-time", tag = "queue", operation_id = "optimal_time",
-        responses((status = 200, body = OptimalTime)))]
+        params(OptimalTimeQuery),
+        responses(
+            (status = 200, body = OptimalTime),
+            (status = 403, description = "A device token asking about another user's device", body = ErrorBody),
+        ))]
     pub fn optimal_time() {}
+
+    #[utoipa::path(get, path = "/api/v1/sync/anomalies", tag = "insight", operation_id = "anomalies",
+        params(AnomaliesQuery),
+        responses((status = 200, description = "Newest first", body = Vec<AnomalyView>), (status = 403, description = "Not an admin token", body = ErrorBody)))]
+    pub fn anomalies() {}
+
+    #[utoipa::path(get, path = "/api/v1/sync/conflict-risk", tag = "insight", operation_id = "conflict_risk",
+        params(ConflictRiskQuery),
+        responses((status = 200, body = ConflictRisk), (status = 403, description = "Not an admin token", body = ErrorBody)))]
+    pub fn conflict_risk() {}
+
+    #[utoipa::path(get, path = "/api/v1/sync/webhooks", tag = "insight", operation_id = "webhooks",
+        responses((status = 200, description = "By name; secrets are never shown", body = Vec<WebhookView>), (status = 403, description = "Not an admin token", body = ErrorBody)))]
+    pub fn webhooks() {}
+
+    #[utoipa::path(put, path = "/api/v1/sync/webhooks/{name}", tag = "insight", operation_id = "put_webhook",
+        params(("name" = String, Path, pattern = r"^[A-Za-z0-9_.-]{1,64}$", description = "1 to 64 letters, digits, `_`, `.` or `-` (else 400)")),
+        request_body = WebhookRequest,
+        responses(
+            (status = 200, description = "Created or replaced", body = WebhookView),
+            (status = 403, description = "Not an admin token", body = ErrorBody),
+            (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+            (status = 422, description = "`invalid_webhook_url` (not http or https, no host), `invalid_webhook_secret`, `invalid_webhook_events`", body = ErrorBody),
+        ))]
+    pub fn put_webhook() {}
+
+    #[utoipa::path(get, path = "/api/v1/sync/webhooks/{name}", tag = "insight", operation_id = "webhook",
+        params(("name" = String, Path, pattern = r"^[A-Za-z0-9_.-]{1,64}$", description = "The webhook's name")),
+        responses(
+            (status = 200, description = "Without its secret", body = WebhookView),
+            (status = 403, description = "Not an admin token", body = ErrorBody),
+            (status = 404, description = "No such webhook in the tenant", body = ErrorBody),
+        ))]
+    pub fn webhook() {}
+
+    #[utoipa::path(delete, path = "/api/v1/sync/webhooks/{name}", tag = "insight", operation_id = "delete_webhook",
+        params(("name" = String, Path, pattern = r"^[A-Za-z0-9_.-]{1,64}$", description = "The webhook's name")),
+        responses(
+            (status = 204, description = "Deleted, with its delivery log"),
+            (status = 403, description = "Not an admin token", body = ErrorBody),
+            (status = 404, description = "No such webhook in the tenant", body = ErrorBody),
+        ))]
+    pub fn delete_webhook() {}
+
+    #[utoipa::path(get, path = "/api/v1/sync/webhooks/{name}/deliveries", tag = "insight", operation_id = "webhook_deliveries",
+        params(("name" = String, Path, pattern = r"^[A-Za-z0-9_.-]{1,64}$", description = "The webhook's name"), DeliveriesQuery),
+        responses(
+            (status = 200, description = "Attempts, newest first", body = Vec<DeliveryView>),
+            (status = 403, description = "Not an admin token", body = ErrorBody),
+            (status = 404, description = "No such webhook in the tenant", body = ErrorBody),
+        ))]
+    pub fn webhook_deliveries() {}
 
     #[utoipa::path(get, path = "/api/v1/sync/policies", tag = "conflicts", operation_id = "policies",
         responses((status = 200, body = Vec<PolicyView>)))]
@@ -284,7 +344,9 @@ impl Modify for CommonResponses {
     paths(
         routes::push, routes::pull, routes::queue_status, routes::partial, routes::optimal_time,
         routes::policies, routes::set_policy, routes::conflicts, routes::resolve,
-        routes::dashboard, routes::snapshot_create, routes::device_health, routes::graphql,
+        routes::dashboard, routes::snapshot_create, routes::device_health,
+        routes::anomalies, routes::conflict_risk, routes::webhooks, routes::put_webhook, routes::webhook,
+        routes::delete_webhook, routes::webhook_deliveries, routes::graphql,
         routes::healthz, routes::readyz, routes::metrics, routes::openapi,
     ),
     components(schemas(sync_protocol::ErrorBody)),

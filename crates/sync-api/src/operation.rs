@@ -22,6 +22,8 @@ use sync_domain::protocol::{
 };
 use sync_domain::store::{Principal, SyncEventKind};
 use sync_metrics::{Operation, Sample, SyncRecorder, Usage};
+use sync_protocol::insight::{DEFAULT_INSIGHT_LIMIT, DEFAULT_RISK_LIMIT, MAX_INSIGHT_LIMIT};
+use sync_protocol::{AnomalyView, ConflictRisk, DeliveryView, WebhookRequest, WebhookView};
 use tracing::Instrument;
 
 use crate::auth::Authenticator;
@@ -49,7 +51,7 @@ pub enum OperationRequest {
     Pull(PullRequest),
     QueueStatus { device_id: String },
     PartialSync(PartialSyncRequest),
-    OptimalTime,
+    OptimalTime { device_id: Option<String> },
     Policies,
     SetPolicy { domain: String, update: PolicyUpdate },
     Conflicts { status: Option<String>, limit: Option<i64> },
@@ -57,6 +59,13 @@ pub enum OperationRequest {
     Dashboard,
     CreateSnapshot { time_window_hours: i64 },
     DeviceHealth { device_id: String },
+    Anomalies { since: Option<String>, limit: Option<i64> },
+    ConflictRisk { domain: Option<String>, limit: Option<i64> },
+    PutWebhook { name: String, request: WebhookRequest },
+    Webhooks,
+    Webhook { name: String },
+    DeleteWebhook { name: String },
+    WebhookDeliveries { name: String, limit: Option<i64> },
 }
 
 impl OperationRequest {
@@ -69,6 +78,7 @@ impl OperationRequest {
                 Some(device_id)
             }
             OperationRequest::PartialSync(r) => Some(&r.device_id),
+            OperationRequest::OptimalTime { device_id } => device_id.as_deref(),
             _ => None,
         }
     }
@@ -80,7 +90,7 @@ impl OperationRequest {
             OperationRequest::Pull(_) => "pull",
             OperationRequest::QueueStatus { .. } => "queue_status",
             OperationRequest::PartialSync(_) => "partial_sync",
-            OperationRequest::OptimalTime => "optimal_time",
+            OperationRequest::OptimalTime { .. } => "optimal_time",
             OperationRequest::Policies => "policies",
             OperationRequest::SetPolicy { .. } => "set_policy",
             OperationRequest::Conflicts { .. } => "conflicts",
@@ -88,6 +98,13 @@ impl OperationRequest {
             OperationRequest::Dashboard => "dashboard",
             OperationRequest::CreateSnapshot { .. } => "create_snapshot",
             OperationRequest::DeviceHealth { .. } => "device_health",
+            OperationRequest::Anomalies { .. } => "anomalies",
+            OperationRequest::ConflictRisk { .. } => "conflict_risk",
+            OperationRequest::PutWebhook { .. } => "put_webhook",
+            OperationRequest::Webhooks => "webhooks",
+            OperationRequest::Webhook { .. } => "webhook",
+            OperationRequest::DeleteWebhook { .. } => "delete_webhook",
+            OperationRequest::WebhookDeliveries { .. } => "webhook_deliveries",
         }
     }
 
@@ -151,6 +168,13 @@ pub enum OperationOutput {
     Dashboard(Box<Dashboard>),
     SnapshotCreated(SnapshotCreated),
     DeviceHealth(DeviceHealthView),
+    Anomalies(Vec<AnomalyView>),
+    ConflictRisk(ConflictRisk),
+    Webhook(WebhookView),
+    Webhooks(Vec<WebhookView>),
+    /// Done, nothing to say (a deletion: 204).
+    Deleted,
+    Deliveries(Vec<DeliveryView>),
 }
 
 /// A JSON body ready to send.
@@ -181,6 +205,12 @@ impl OperationOutput {
             OperationOutput::Dashboard(v) => value(v),
             OperationOutput::SnapshotCreated(v) => value(v),
             OperationOutput::DeviceHealth(v) => value(v),
+            OperationOutput::Anomalies(v) => value(v),
+            OperationOutput::ConflictRisk(v) => value(v),
+            OperationOutput::Webhook(v) => value(v),
+            OperationOutput::Webhooks(v) => value(v),
+            OperationOutput::Deleted => Ok(serde_json::Value::Null),
+            OperationOutput::Deliveries(v) => value(v),
         }
     }
 }
@@ -581,8 +611,8 @@ impl SyncApi {
                 }
                 OperationOutput::PartialSync(engine.partial_sync(principal, partial).await?)
             }
-            OperationRequest::OptimalTime => {
-                OperationOutput::OptimalTime(engine.optimal_time(principal).await?)
+            OperationRequest::OptimalTime { device_id } => {
+                OperationOutput::OptimalTime(engine.optimal_time(principal, device_id.as_deref()).await?)
             }
             OperationRequest::Policies => OperationOutput::Policies(engine.policies(principal).await?),
             OperationRequest::SetPolicy { domain, update } => {
@@ -613,7 +643,72 @@ impl SyncApi {
             OperationRequest::DeviceHealth { device_id } => {
                 OperationOutput::DeviceHealth(engine.device_health(principal, &device_id).await?)
             }
+            other => self.dispatch_insight(principal, other).await?,
         })
+    }
+
+    /// Section 12's admin operations: the role first, then the parameters, so that a device
+    /// learns nothing from a 400.
+    async fn dispatch_insight(
+        &self,
+        principal: &Principal,
+        request: OperationRequest,
+    ) -> Result<OperationOutput> {
+        require_admin(principal)?;
+        let engine = &self.engine;
+        Ok(match request {
+            OperationRequest::Anomalies { since, limit } => {
+                let limit = insight_limit(limit, DEFAULT_INSIGHT_LIMIT)?;
+                let since = since
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                            .map_err(|_| {
+                                ApiError::bad_request("invalid_since", "since must be an RFC 3339 time")
+                            })
+                    })
+                    .transpose()?;
+                OperationOutput::Anomalies(engine.anomalies(principal, since, limit).await?)
+            }
+            OperationRequest::ConflictRisk { domain, limit } => {
+                let limit = insight_limit(limit, DEFAULT_RISK_LIMIT)?;
+                let domain = domain.filter(|d| !d.is_empty());
+                OperationOutput::ConflictRisk(
+                    engine.conflict_risk(principal, domain.as_deref(), limit).await?,
+                )
+            }
+            OperationRequest::PutWebhook { name, request } => {
+                OperationOutput::Webhook(engine.put_webhook(principal, &name, request).await?)
+            }
+            OperationRequest::Webhooks => OperationOutput::Webhooks(engine.webhooks(principal).await?),
+            OperationRequest::Webhook { name } => {
+                OperationOutput::Webhook(engine.webhook(principal, &name).await?)
+            }
+            OperationRequest::DeleteWebhook { name } => {
+                engine.delete_webhook(principal, &name).await?;
+                OperationOutput::Deleted
+            }
+            OperationRequest::WebhookDeliveries { name, limit } => {
+                let limit = insight_limit(limit, DEFAULT_INSIGHT_LIMIT)?;
+                OperationOutput::Deliveries(engine.webhook_deliveries(principal, &name, limit).await?)
+            }
+            other => {
+                return Err(ApiError::Internal(format!("{} is not an insight operation", other.name())));
+            }
+        })
+    }
+}
+
+/// A list's `limit`: `default` when absent, else 1 to [`MAX_INSIGHT_LIMIT`] (400).
+fn insight_limit(limit: Option<i64>, default: i64) -> Result<i64> {
+    let limit = limit.unwrap_or(default);
+    if (1..=MAX_INSIGHT_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_INSIGHT_LIMIT}"),
+        ))
     }
 }
 
@@ -664,7 +759,16 @@ fn nul_in(request: &OperationRequest) -> Option<&'static str> {
         OperationRequest::ResolveConflict { id, request } => {
             (text(id) || request.data.as_ref().is_some_and(json)).then_some("id")
         }
-        OperationRequest::OptimalTime
+        OperationRequest::OptimalTime { device_id } => opt(device_id).then_some("device_id"),
+        OperationRequest::Anomalies { since, .. } => opt(since).then_some("since"),
+        OperationRequest::ConflictRisk { domain, .. } => opt(domain).then_some("domain"),
+        OperationRequest::PutWebhook { name, request } => {
+            (text(name) || text(&request.url) || text(&request.secret)).then_some("webhook")
+        }
+        OperationRequest::Webhook { name }
+        | OperationRequest::DeleteWebhook { name }
+        | OperationRequest::WebhookDeliveries { name, .. } => text(name).then_some("name"),
+        OperationRequest::Webhooks
         | OperationRequest::Policies
         | OperationRequest::Dashboard
         | OperationRequest::CreateSnapshot { .. } => None,

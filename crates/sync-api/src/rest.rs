@@ -19,6 +19,7 @@ use sync_bandwidth::Encoding;
 use sync_domain::engine::WireBytes;
 use sync_domain::engine::{PolicyUpdate, ResolveRequest};
 use sync_domain::protocol::{PartialSyncRequest, PullRequest, PushRequest};
+use sync_protocol::{AnomaliesQuery, ConflictRiskQuery, DeliveriesQuery, OptimalTimeQuery, WebhookRequest};
 // The query and body types of the REST routes are wire types too (sync-protocol).
 use sync_domain::store::{Principal, SyncEventKind};
 use sync_metrics::Operation;
@@ -44,6 +45,11 @@ pub mod paths {
     pub const DASHBOARD: &str = "/api/sync/dashboard/";
     pub const SNAPSHOT_CREATE: &str = "/api/sync/snapshot/create/";
     pub const DEVICE_HEALTH: &str = "/api/sync/device-health/";
+    pub const ANOMALIES: &str = "/api/v1/sync/anomalies";
+    pub const CONFLICT_RISK: &str = "/api/v1/sync/conflict-risk";
+    pub const WEBHOOKS: &str = "/api/v1/sync/webhooks";
+    pub const WEBHOOK: &str = "/api/v1/sync/webhooks/{name}";
+    pub const WEBHOOK_DELIVERIES: &str = "/api/v1/sync/webhooks/{name}/deliveries";
     pub const GRAPHQL: &str = "/graphql";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
@@ -69,6 +75,11 @@ pub fn router(api: SyncApi) -> Router {
         .route(paths::SNAPSHOT_CREATE.trim_end_matches('/'), post(snapshot_create))
         .route(paths::DEVICE_HEALTH, get(device_health))
         .route(paths::DEVICE_HEALTH.trim_end_matches('/'), get(device_health))
+        .route(paths::ANOMALIES, get(anomalies))
+        .route(paths::CONFLICT_RISK, get(conflict_risk))
+        .route(paths::WEBHOOKS, get(webhooks))
+        .route(paths::WEBHOOK, get(webhook).put(put_webhook).delete(delete_webhook))
+        .route(paths::WEBHOOK_DELIVERIES, get(webhook_deliveries))
         .route(paths::GRAPHQL, post(crate::graphql::handler))
         .route(crate::live::paths::STREAM, get(crate::live::sse))
         .route(crate::live::paths::WS, get(crate::live::ws))
@@ -420,6 +431,7 @@ async fn run(api: &SyncApi, caller: Caller, request: OperationRequest) -> Result
         OperationOutput::Pull(reply) => {
             (StatusCode::OK, EncodedBody { bytes: reply.body, content_encoding: reply.content_encoding })
         }
+        OperationOutput::Deleted => return Ok(StatusCode::NO_CONTENT.into_response()),
         OperationOutput::SnapshotCreated(created) => {
             (StatusCode::CREATED, api.encode_json(&created, accept_gzip)?)
         }
@@ -479,6 +491,7 @@ async fn pull(
         delta: q.delta.unwrap_or(false),
         device_id: q.device_id,
         network_quality: None,
+        hints: q.hints.unwrap_or(false),
     };
     if let Some(wait) = q.wait {
         return crate::live::long_poll(&api, caller, request, wait).await;
@@ -504,8 +517,62 @@ async fn partial(
     run(&api, caller, OperationRequest::PartialSync(body)).await
 }
 
-async fn optimal_time(State(api): State<SyncApi>, caller: Caller) -> Result<Response> {
-    run(&api, caller, OperationRequest::OptimalTime).await
+async fn optimal_time(
+    State(api): State<SyncApi>,
+    caller: Caller,
+    QueryParams(q): QueryParams<OptimalTimeQuery>,
+) -> Result<Response> {
+    run(&api, caller, OperationRequest::OptimalTime { device_id: q.device_id }).await
+}
+
+async fn anomalies(
+    State(api): State<SyncApi>,
+    caller: Caller,
+    QueryParams(q): QueryParams<AnomaliesQuery>,
+) -> Result<Response> {
+    run(&api, caller, OperationRequest::Anomalies { since: q.since, limit: q.limit }).await
+}
+
+async fn conflict_risk(
+    State(api): State<SyncApi>,
+    caller: Caller,
+    QueryParams(q): QueryParams<ConflictRiskQuery>,
+) -> Result<Response> {
+    run(&api, caller, OperationRequest::ConflictRisk { domain: q.domain, limit: q.limit }).await
+}
+
+async fn webhooks(State(api): State<SyncApi>, caller: Caller) -> Result<Response> {
+    run(&api, caller, OperationRequest::Webhooks).await
+}
+
+async fn webhook(State(api): State<SyncApi>, Path(name): Path<String>, caller: Caller) -> Result<Response> {
+    run(&api, caller, OperationRequest::Webhook { name }).await
+}
+
+async fn put_webhook(
+    State(api): State<SyncApi>,
+    Path(name): Path<String>,
+    caller: Caller,
+    JsonBody(request): JsonBody<WebhookRequest>,
+) -> Result<Response> {
+    run(&api, caller, OperationRequest::PutWebhook { name, request }).await
+}
+
+async fn delete_webhook(
+    State(api): State<SyncApi>,
+    Path(name): Path<String>,
+    caller: Caller,
+) -> Result<Response> {
+    run(&api, caller, OperationRequest::DeleteWebhook { name }).await
+}
+
+async fn webhook_deliveries(
+    State(api): State<SyncApi>,
+    Path(name): Path<String>,
+    caller: Caller,
+    QueryParams(q): QueryParams<DeliveriesQuery>,
+) -> Result<Response> {
+    run(&api, caller, OperationRequest::WebhookDeliveries { name, limit: q.limit }).await
 }
 
 async fn policies(State(api): State<SyncApi>, caller: Caller) -> Result<Response> {

@@ -44,6 +44,14 @@ pub struct SyncConfig {
     /// Devices seen within this many days are active: tombstones and past versions are
     /// kept until every active device has pulled past them.
     pub device_retention_days: i64,
+
+    // Fleet insight (PROTOCOL.md section 12).
+    /// A pull with `hints=true` marks records whose conflict risk is at least this (0..=1).
+    pub conflict_risk_threshold: f64,
+    /// Days of sync events the anomaly baselines are fitted on.
+    pub anomaly_history_days: i64,
+    /// Failed webhook deliveries are retried for this many hours after the first attempt.
+    pub webhook_retry_hours: i64,
 }
 
 impl Default for SyncConfig {
@@ -72,6 +80,9 @@ impl Default for SyncConfig {
             max_clock_skew_ms: 2000,
             idempotency_ttl_hours: 24,
             device_retention_days: 30,
+            conflict_risk_threshold: 0.5,
+            anomaly_history_days: 28,
+            webhook_retry_hours: 24,
         }
     }
 }
@@ -108,6 +119,15 @@ impl SyncConfig {
         }
         if self.idempotency_ttl_hours <= 0 || self.device_retention_days <= 0 {
             problems.push("retention periods must be positive".to_owned());
+        }
+        if !(0.0..=1.0).contains(&self.conflict_risk_threshold) {
+            problems.push("conflict_risk_threshold must be between 0 and 1".to_owned());
+        }
+        if !(7..=366).contains(&self.anomaly_history_days) {
+            problems.push("anomaly_history_days must be 7 to 366 (the detector needs a week)".to_owned());
+        }
+        if !(1..=24 * 7).contains(&self.webhook_retry_hours) {
+            problems.push("webhook_retry_hours must be 1 to 168".to_owned());
         }
         problems
     }

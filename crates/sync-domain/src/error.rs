@@ -68,6 +68,10 @@ pub enum Error {
     /// A bug: an invariant of the engine did not hold.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The insight maths refused what the engine handed it (a bug: the engine builds the
+    /// series and examples itself).
+    #[error("insight: {0}")]
+    Insight(#[from] sync_insight::InsightError),
 }
 
 impl Error {
@@ -89,7 +93,8 @@ impl Error {
             | Error::InvalidArgument(_)
             | Error::Corrupt(_)
             | Error::TaskFailed(_)
-            | Error::Internal(_) => "internal",
+            | Error::Internal(_)
+            | Error::Insight(_) => "internal",
             Error::BadRequest { code, .. } | Error::Unprocessable { code, .. } => code,
             Error::PayloadTooLarge(_) => "payload_too_large",
             Error::IdempotencyKeyReused => "idempotency_key_reused",
@@ -120,7 +125,8 @@ impl Error {
             | Error::InvalidUrl(_)
             | Error::Corrupt(_)
             | Error::TaskFailed(_)
-            | Error::Internal(_) => 500,
+            | Error::Internal(_)
+            | Error::Insight(_) => 500,
         }
     }
 
@@ -197,7 +203,8 @@ mod tests {
             | Error::InvalidArgument(_)
             | Error::Corrupt(_)
             | Error::TaskFailed(_)
-            | Error::Internal(_) => 500,
+            | Error::Internal(_)
+            | Error::Insight(_) => 500,
         }
     }
 
@@ -221,6 +228,7 @@ mod tests {
             Error::Conflict("x".into()),
             Error::ResyncRequired,
             Error::Internal("x".into()),
+            Error::Insight(sync_insight::InsightError::EmptyWindow),
         ];
         for e in &all {
             assert_eq!(e.http_status(), protocol_status(e), "{e:?}");

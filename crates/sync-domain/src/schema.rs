@@ -220,6 +220,100 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Anomalies found in the sync-event series (PROTOCOL.md section 12).
+    anomalies (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        metric -> Text,
+        scope_device -> Nullable<Text>,
+        scope_domain -> Nullable<Text>,
+        observed -> Double,
+        expected -> Double,
+        band_low -> Double,
+        band_high -> Double,
+        score -> Double,
+        severity -> Text,
+        window_start -> BigInt,
+        window_end -> BigInt,
+        explanation -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Each tenant's latest conflict-risk model (the serialised `sync_insight::Model`).
+    risk_models (tenant_id) {
+        tenant_id -> Text,
+        trained_at -> BigInt,
+        examples -> BigInt,
+        holdout_auc -> Nullable<Double>,
+        baseline_auc -> Nullable<Double>,
+        model -> Text,
+    }
+}
+
+diesel::table! {
+    /// The latest conflict risk of each recently active record (reasons as JSON text).
+    risk_scores (tenant_id, domain, mobile_id) {
+        tenant_id -> Text,
+        domain -> Text,
+        mobile_id -> Text,
+        risk -> Double,
+        reasons -> Text,
+        scored_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Each device's planned sync hour (device id `""`: the fleet's advice for a new device).
+    sync_windows (tenant_id, device_id) {
+        tenant_id -> Text,
+        device_id -> Text,
+        hour -> BigInt,
+        minutes -> BigInt,
+        confidence -> Double,
+        basis -> Text,
+        planned_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Webhooks: where a tenant's alerts, anomalies and conflicts are POSTed.
+    webhooks (tenant_id, name) {
+        tenant_id -> Text,
+        name -> Text,
+        url -> Text,
+        secret -> Text,
+        /// JSON array of event names.
+        events -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        /// Events created before this moment (µs) are queued for delivery.
+        queued_until -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// The delivery log: one row per attempt (a pending row is an attempt still to make).
+    webhook_deliveries (tenant_id, id) {
+        tenant_id -> Text,
+        id -> Text,
+        webhook -> Text,
+        event -> Text,
+        event_id -> Text,
+        body -> Text,
+        attempt -> BigInt,
+        state -> Text,
+        first_at -> BigInt,
+        due_at -> BigInt,
+        attempted_at -> Nullable<BigInt>,
+        status_code -> Nullable<BigInt>,
+        error -> Nullable<Text>,
+        next_retry_at -> Nullable<BigInt>,
+    }
+}
+
 /// Every table, in creation order (used by the schema tests).
 pub const ALL_TABLES: &[&str] = &[
     "tenants",
@@ -237,6 +331,12 @@ pub const ALL_TABLES: &[&str] = &[
     "sync_events",
     "snapshots",
     "alerts",
+    "anomalies",
+    "risk_models",
+    "risk_scores",
+    "sync_windows",
+    "webhooks",
+    "webhook_deliveries",
 ];
 
 diesel::allow_tables_to_appear_in_same_query!(records, record_versions);

@@ -18,6 +18,7 @@ mod analytics;
 mod conflicts;
 mod devices;
 mod idempotency;
+mod insight;
 mod records;
 mod tenants;
 
@@ -38,6 +39,15 @@ pub use devices::{
     oldest_active_cursor, set_device_cursor, set_device_time_per_item, upsert_device, upsert_device_health,
 };
 pub use idempotency::{IdempotencyRow, get_idempotency, purge_expired_idempotency, put_idempotency};
+pub use insight::{
+    AnomalyRow, BasisName, DeliveryRow, DeliveryStatus, EditLite, EventLite, EventName, MetricName,
+    RiskModelRow, RiskScoreRow, SeverityName, SyncWindowRow, WebhookRow, conflicts_since, delete_webhook,
+    due_deliveries, edits_since, events_between, finish_delivery, get_delivery, get_risk_model,
+    get_sync_window, get_webhook, insert_anomaly, insert_deliveries, list_anomalies, list_deliveries,
+    list_webhooks, open_anomalies, queued_events, replace_risk_scores, replace_sync_windows, risks_of,
+    set_webhook_queued_until, top_risk_scores, units_since, update_anomaly, upsert_risk_model,
+    upsert_webhook,
+};
 pub use records::{
     PriorityText, PullFilter, PurgeStats, RecordKey, RecordRow, VersionRow, allocate_seqs, count_after,
     current_seq, estimate_after, get_purge_mark, get_records, get_records_for_update, get_versions,

@@ -13,5 +13,6 @@ pub use error::InsightError;
 pub use risk::{Example, Model, Prediction, Reason, RecordActivity, TrainConfig, baseline_score};
 pub use stats::{auc, wilson_interval};
 pub use window::{
-    Basis, DeviceHistory, Network, SyncAttempt, TimeWindow, WindowAdvice, WindowConfig, plan_windows,
+    Basis, DeviceHistory, Network, SyncAttempt, TimeWindow, WindowAdvice, WindowConfig, next_window,
+    plan_windows,
 };

@@ -213,8 +213,9 @@ impl HourProfile {
     }
 }
 
-/// The next time the clock reads `hour`:00, or now if it already does.
-fn next_window(now: OffsetDateTime, hour: u8, minutes: u32) -> TimeWindow {
+/// The next time the clock reads `hour`:00, or now if it already does (a window of
+/// `minutes`): how a stored plan's hour becomes a window at a later moment.
+pub fn next_window(now: OffsetDateTime, hour: u8, minutes: u32) -> TimeWindow {
     let width = Duration::minutes(i64::from(minutes));
     let start = if now.hour() == hour {
         now

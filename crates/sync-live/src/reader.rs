@@ -114,6 +114,7 @@ impl Reader {
             delta: key.delta,
             device_id: None,
             network_quality: None,
+            hints: false,
         };
         let engine = &self.engine;
         let result = cell

@@ -6,6 +6,7 @@ pub mod conflicts;
 pub mod cursor;
 pub mod error;
 pub mod health;
+pub mod insight;
 pub mod limits;
 pub mod pull;
 pub mod push;
@@ -18,6 +19,11 @@ pub use conflicts::{
 pub use cursor::Cursor;
 pub use error::{ErrorBody, ErrorDetail};
 pub use health::{GraphqlRequest, Liveness, Readiness};
+pub use insight::{
+    AnomaliesQuery, AnomalyMetric, AnomalyScope, AnomalySeverity, AnomalyView, ConflictRisk,
+    ConflictRiskQuery, DeliveriesQuery, DeliveryState, DeliveryView, OptimalTimeQuery, RiskModelView,
+    RiskRecord, SyncWindow, WebhookEvent, WebhookRequest, WebhookView, WindowBasis,
+};
 pub use pull::{DeviceQuery, PullQuery, PullRequest, PullResponse, RecordEnvelope};
 pub use push::{Change, ChangeResult, ConflictSummary, ItemError, Op, Outcome, PushRequest, PushResponse};
 pub use queue::{OptimalTime, PartialSyncRequest, PartialSyncResponse, QueueStatus};

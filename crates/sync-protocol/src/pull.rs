@@ -33,6 +33,11 @@ pub struct RecordEnvelope {
     pub priority: Priority,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bu: Option<String>,
+    /// With `hints=true`: the record's risk of conflicting soon (0..1), when at least the
+    /// tenant's threshold (PROTOCOL.md section 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
+    pub conflict_risk: Option<f64>,
 }
 
 /// A pull's parameters, transport-neutral (REST reads them from [`PullQuery`]).
@@ -53,6 +58,9 @@ pub struct PullRequest {
     /// From `X-Network-Quality`; sets the default `limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_quality: Option<String>,
+    /// Add `conflict_risk` to risky records (section 12).
+    #[serde(default)]
+    pub hints: bool,
 }
 
 /// `GET /api/v1/sync/pull` query parameters. Unknown parameters are refused (400).
@@ -85,6 +93,9 @@ pub struct PullQuery {
     /// (1 to 60) for a change the caller may see (PROTOCOL.md section 11).
     #[cfg_attr(feature = "openapi", param(value_type = Option<u64>, minimum = 1, maximum = 60))]
     pub wait: Option<u32>,
+    /// Add `conflict_risk` to records whose risk of conflicting soon is at least the
+    /// threshold (PROTOCOL.md section 12).
+    pub hints: Option<bool>,
 }
 
 /// `?device_id=…` of the queue-status and device-health endpoints.

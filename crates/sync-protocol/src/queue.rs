@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sync_model::Priority;
 
+use crate::insight::{SyncWindow, WindowBasis};
 use crate::pull::RecordEnvelope;
 
 /// `GET /api/v1/sync/queue-status` response.
@@ -53,8 +54,8 @@ pub struct PartialSyncResponse {
     pub remaining: i64,
 }
 
-/// `GET /api/v1/sync/optimal-time` response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `GET /api/v1/sync/optimal-time` response: section 6's fields and section 12's window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct OptimalTime {
@@ -66,4 +67,10 @@ pub struct OptimalTime {
     pub server_load: String,
     pub queue_size: i64,
     pub is_peak_hour: bool,
+    /// When this device should sync next (section 12).
+    pub next_window: SyncWindow,
+    /// 0 to 1: how sure its history makes the server that a sync then succeeds (0 for `rule`).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
+    pub confidence: f64,
+    pub basis: WindowBasis,
 }

@@ -9,6 +9,13 @@
 //! and domain, and is written as JSON to `[jobs] report_dir` when set). `[jobs] every_seconds`
 //! (for tests and demonstrations) runs every job every N seconds instead.
 //!
+//! Fleet insight (PROTOCOL.md section 12): the anomaly job every `[jobs]
+//! anomaly_every_minutes` (5), on the clock, judging the last full 15 minutes (its baselines
+//! are kept in memory and refitted once a UTC day); the insight job every `[jobs]
+//! insight_every_minutes` (60), training each tenant's conflict-risk model, scoring its active
+//! records and planning its devices' sync windows; webhook deliveries every `[jobs]
+//! webhook_every_seconds` (15), queueing new events and making the attempts that are due.
+//!
 //! Who: every node runs the scheduler, but a job only runs on the node that holds the leader
 //! lock, so each runs once per cluster. On PostgreSQL the lock is a session advisory lock (per
 //! schema) held on a dedicated connection: it is released when the node stops or its
@@ -56,6 +63,12 @@ pub struct JobsConfig {
     pub report_dir: Option<PathBuf>,
     /// Run every job every this many seconds instead (for tests and demonstrations).
     pub every_seconds: Option<u64>,
+    /// The anomaly job's period in minutes (1 to 60, dividing an hour).
+    pub anomaly_every_minutes: u32,
+    /// The conflict-risk and sync-window job's period in minutes (1 to 1440).
+    pub insight_every_minutes: u32,
+    /// How often webhook deliveries are made, in seconds (1 to 3600).
+    pub webhook_every_seconds: u32,
 }
 
 impl Default for JobsConfig {
@@ -65,6 +78,9 @@ impl Default for JobsConfig {
             conflict_report_at: "mon 03:00".into(),
             report_dir: None,
             every_seconds: None,
+            anomaly_every_minutes: 5,
+            insight_every_minutes: 60,
+            webhook_every_seconds: 15,
         }
     }
 }
@@ -85,6 +101,9 @@ impl JobsConfig {
                         ))
                     })?)
                 }
+                "SYNC_JOBS_ANOMALY_EVERY_MINUTES" => self.anomaly_every_minutes = number(name, value)?,
+                "SYNC_JOBS_INSIGHT_EVERY_MINUTES" => self.insight_every_minutes = number(name, value)?,
+                "SYNC_JOBS_WEBHOOK_EVERY_SECONDS" => self.webhook_every_seconds = number(name, value)?,
                 _ => {}
             }
         }
@@ -111,14 +130,38 @@ impl JobsConfig {
             let period =
                 period.ok_or_else(|| CliError::Config("jobs.every_seconds must be 1 to 604800".into()))?;
             let every = Every { period, offset: 0 };
-            return Ok(Schedule { snapshot: every, health: every, report: every });
+            return Ok(Schedule {
+                snapshot: every,
+                health: every,
+                report: every,
+                anomalies: every,
+                insight: every,
+                webhooks: every,
+            });
+        }
+        if self.anomaly_every_minutes == 0 || 60 % self.anomaly_every_minutes != 0 {
+            return Err(CliError::Config("jobs.anomaly_every_minutes must divide an hour (1 to 60)".into()));
+        }
+        if !(1..=1440).contains(&self.insight_every_minutes) {
+            return Err(CliError::Config("jobs.insight_every_minutes must be 1 to 1440".into()));
+        }
+        if !(1..=3600).contains(&self.webhook_every_seconds) {
+            return Err(CliError::Config("jobs.webhook_every_seconds must be 1 to 3600".into()));
         }
         Ok(Schedule {
             snapshot: Every { period: i64::from(snapshot_hours.max(1)) * HOUR, offset: 0 },
             health: Every { period: DAY, offset: health_at },
             report: Every { period: WEEK, offset: FIRST_MONDAY + report_at },
+            // A minute past each boundary, so that the last bucket's syncs have been recorded.
+            anomalies: Every { period: i64::from(self.anomaly_every_minutes) * MINUTE, offset: 10_000 },
+            insight: Every { period: i64::from(self.insight_every_minutes) * MINUTE, offset: 5 * MINUTE },
+            webhooks: Every { period: i64::from(self.webhook_every_seconds) * 1000, offset: 0 },
         })
     }
+}
+
+fn number(name: &str, value: &str) -> Result<u32, CliError> {
+    value.trim().parse().map_err(|_| CliError::Config(format!("{name}: `{value}` is not a whole number")))
 }
 
 /// `HH:MM` as milliseconds after midnight.
@@ -159,6 +202,9 @@ pub struct Schedule {
     pub snapshot: Every,
     pub health: Every,
     pub report: Every,
+    pub anomalies: Every,
+    pub insight: Every,
+    pub webhooks: Every,
 }
 
 /// Whether this node may run the jobs now.
@@ -319,6 +365,48 @@ pub mod run {
         }
     }
 
+    /// The anomaly job over every tenant.
+    pub async fn anomalies(engine: &SyncEngine, baselines: &mut sync_domain::engine::AnomalyBaselines) {
+        match engine.evaluate_anomalies(baselines, time::OffsetDateTime::now_utc()).await {
+            Ok(run) => {
+                for a in &run.raised {
+                    tracing::warn!(metric = a.metric.as_str(), severity = a.severity.as_str(), explanation = %a.explanation, "anomaly");
+                }
+                tracing::info!(
+                    tenants = run.tenants,
+                    series = run.series,
+                    raised = run.raised.len(),
+                    continued = run.continued,
+                    "anomaly check"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "anomaly check failed"),
+        }
+    }
+
+    /// The insight job over every tenant: the conflict-risk model and scores, then the sync
+    /// windows. A tenant's failure is logged and the others go on.
+    pub async fn insight(engine: &SyncEngine) {
+        let tenants = match engine.tenants().await {
+            Ok(t) => t,
+            Err(e) => return tracing::error!(error = %e, "insight job failed"),
+        };
+        for tenant in tenants {
+            let now = time::OffsetDateTime::now_utc();
+            match engine.train_conflict_risk(&tenant, now).await {
+                Ok(run) => tracing::info!(
+                    tenant = %tenant, examples = run.examples, trained = run.trained, scored = run.scored,
+                    holdout_auc = ?run.model.as_ref().and_then(|m| m.holdout_auc), "conflict-risk model"
+                ),
+                Err(e) => tracing::error!(tenant = %tenant, error = %e, "conflict-risk training failed"),
+            }
+            match engine.plan_sync_windows(&tenant, now).await {
+                Ok(devices) => tracing::info!(tenant = %tenant, devices, "sync windows planned"),
+                Err(e) => tracing::error!(tenant = %tenant, error = %e, "sync-window planning failed"),
+            }
+        }
+    }
+
     /// Purges every tenant's history below its oldest active cursor; returns the rows removed.
     pub async fn purge(engine: &SyncEngine) -> sync_domain::Result<usize> {
         let mut removed = 0;
@@ -343,6 +431,9 @@ enum Job {
     Snapshot,
     Health,
     Report,
+    Anomalies,
+    Insight,
+    Webhooks,
 }
 
 /// Runs the jobs on `schedule` until `shutdown` turns true, each at its next boundary after
@@ -361,7 +452,18 @@ pub async fn schedule(
         (Job::Snapshot, schedule.snapshot, schedule.snapshot.next_after(start)),
         (Job::Health, schedule.health, schedule.health.next_after(start)),
         (Job::Report, schedule.report, schedule.report.next_after(start)),
+        (Job::Anomalies, schedule.anomalies, schedule.anomalies.next_after(start)),
+        (Job::Insight, schedule.insight, schedule.insight.next_after(start)),
+        (Job::Webhooks, schedule.webhooks, schedule.webhooks.next_after(start)),
     ];
+    let mut baselines = sync_domain::engine::AnomalyBaselines::default();
+    let webhook_client = match sync_api::webhooks::client() {
+        Ok(client) => Some(client),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the webhook HTTP client; webhooks stay undelivered");
+            None
+        }
+    };
     loop {
         let soonest = jobs.iter().map(|(_, _, at)| *at).min().unwrap_or(start);
         let wait = Duration::from_millis(u64::try_from(soonest - now_ms()).unwrap_or(0));
@@ -405,6 +507,23 @@ pub async fn schedule(
                     }
                 }
                 Job::Report => run::conflict_report(&engine, report_dir.as_deref()).await,
+                Job::Anomalies => run::anomalies(&engine, &mut baselines).await,
+                Job::Insight => run::insight(&engine).await,
+                Job::Webhooks => {
+                    if let Some(client) = &webhook_client {
+                        match sync_api::webhooks::deliver_due(&engine, client).await {
+                            Ok(run) if run.attempted == 0 => {}
+                            Ok(run) => tracing::info!(
+                                attempted = run.attempted,
+                                delivered = run.delivered,
+                                retrying = run.retrying,
+                                failed = run.failed,
+                                "webhook deliveries"
+                            ),
+                            Err(e) => tracing::error!(error = %e, "webhook deliveries failed"),
+                        }
+                    }
+                }
             }
         }
     }
@@ -433,6 +552,13 @@ mod tests {
         assert_eq!(schedule.snapshot.next_after(now), ms(datetime!(2026-12-02 15:00 UTC)));
         assert_eq!(schedule.health.next_after(now), ms(datetime!(2026-12-03 02:00 UTC)));
         assert_eq!(schedule.report.next_after(now), ms(datetime!(2026-12-07 03:00 UTC)), "Monday 03:00");
+        assert_eq!(
+            schedule.anomalies.next_after(now),
+            ms(datetime!(2026-12-02 14:40:10 UTC)),
+            "every 5 minutes"
+        );
+        assert_eq!(schedule.insight.next_after(now), ms(datetime!(2026-12-02 15:05 UTC)));
+        assert_eq!(schedule.webhooks.next_after(now), ms(datetime!(2026-12-02 14:37:15 UTC)));
         // Exactly on a boundary: the next one, not the same.
         let on = ms(datetime!(2026-12-02 15:00 UTC));
         assert_eq!(schedule.snapshot.next_after(on), ms(datetime!(2026-12-02 16:00 UTC)));
@@ -470,6 +596,14 @@ mod tests {
             assert!(config.schedule(1).is_err(), "{health} / {report}");
         }
         assert!(JobsConfig { every_seconds: Some(0), ..JobsConfig::default() }.schedule(1).is_err());
+        for bad in [0, 7, 61] {
+            assert!(
+                JobsConfig { anomaly_every_minutes: bad, ..JobsConfig::default() }.schedule(1).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(JobsConfig { insight_every_minutes: 0, ..JobsConfig::default() }.schedule(1).is_err());
+        assert!(JobsConfig { webhook_every_seconds: 0, ..JobsConfig::default() }.schedule(1).is_err());
         assert!(JobsConfig { every_seconds: Some(u64::MAX), ..JobsConfig::default() }.schedule(1).is_err());
     }
 

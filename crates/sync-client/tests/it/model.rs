@@ -151,6 +151,7 @@ impl ModelServer {
             modified_by_device: None,
             priority: sync_model::Priority::Medium,
             bu: None,
+            conflict_risk: None,
         })
     }
 

@@ -22,6 +22,7 @@ fn envelope(id: &RecordId, version: i64, data: Value) -> RecordEnvelope {
         modified_by_device: None,
         priority: sync_model::Priority::Medium,
         bu: None,
+        conflict_risk: None,
     }
 }
 

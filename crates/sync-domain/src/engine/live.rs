@@ -20,6 +20,22 @@ use crate::{
 /// Most admin events read at once.
 const MAX_ADMIN_EVENTS: i64 = 500;
 
+/// Whether each domain with a tenant policy tells admins of every conflict
+/// (`notify_on_conflict`); `manual_required` conflicts are always told.
+pub(super) fn notified_domains(
+    conn: &mut crate::DbConnection,
+    tenant: &str,
+) -> Result<HashMap<String, bool>> {
+    Ok(store::get_policies(conn, tenant)?
+        .into_iter()
+        .filter_map(|p| {
+            let policy = p.policy.parse().ok()?;
+            let policy = TenantPolicy::new(policy, p.auto_resolve, p.notify_on_conflict).ok()?;
+            Some((p.domain, policy.notify_on_conflict()))
+        })
+        .collect())
+}
+
 /// New conflicts and alerts for a tenant's admins, oldest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AdminEvents {
@@ -36,14 +52,7 @@ impl SyncEngine {
         let tenant = principal.tenant.clone();
         self.db
             .read_tx(move |conn| {
-                let notify: HashMap<String, bool> = store::get_policies(conn, &tenant)?
-                    .into_iter()
-                    .filter_map(|p| {
-                        let policy = p.policy.parse().ok()?;
-                        let policy = TenantPolicy::new(policy, p.auto_resolve, p.notify_on_conflict).ok()?;
-                        Some((p.domain, policy.notify_on_conflict()))
-                    })
-                    .collect();
+                let notify = notified_domains(conn, &tenant)?;
                 let query = ConflictQuery {
                     since: Some(since_us),
                     limit: Some(MAX_ADMIN_EVENTS),

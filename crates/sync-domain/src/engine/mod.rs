@@ -7,10 +7,12 @@ mod analytics;
 mod cache;
 mod decide;
 mod health;
+mod insight;
 mod live;
 mod pull;
 mod push;
 mod queue;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -24,9 +26,16 @@ pub use analytics::{
     MIN_SNAPSHOT_WINDOW_HOURS, PurgeReport, SnapshotCreated, SnapshotView, check_snapshot_window,
 };
 pub use health::{FailedSync, TIME_PER_ITEM_WEIGHT, WireBytes, next_time_per_item};
+pub use insight::{
+    AnomalyBaselines, AnomalyRun, BUCKET_MINUTES, JUDGED_MINUTES, RiskHistory, RiskRun, SeriesKey,
+    bucket_series, current_activity, detector_config, risk_examples, window_inputs,
+};
 pub use live::AdminEvents;
 pub use pull::{PullReply, parse_cursor};
 pub use push::{PushReply, check_device_id, check_idempotency_key, request_hash};
+pub use webhooks::{
+    AttemptResult, DueDelivery, check_webhook, check_webhook_name, next_attempt_at, retry_delay,
+};
 
 use crate::{
     Database, DbConnection, Result,

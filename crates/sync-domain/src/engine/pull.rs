@@ -116,6 +116,7 @@ impl SyncEngine {
         let units = principal.units.clone();
         let domains = request.domains.clone();
         let delta = request.delta;
+        let hints = request.hints.then_some(self.config.conflict_risk_threshold);
         let (response, delta_saved) = self
             .db
             .read_tx(move |conn| {
@@ -169,6 +170,9 @@ impl SyncEngine {
                         }
                     }
                     changes.push(envelope);
+                }
+                if let Some(threshold) = hints {
+                    super::insight::add_risk_hints(conn, &tenant, threshold, &mut changes)?;
                 }
                 let response =
                     PullResponse { changes, cursor: Cursor(next).to_string(), has_more, remaining };
@@ -280,5 +284,6 @@ pub(crate) fn record_envelope(row: &RecordRow) -> Result<RecordEnvelope> {
         modified_by_device: Some(row.modified_by_device.clone()),
         priority: row.priority,
         bu: row.bu.clone(),
+        conflict_risk: None,
     })
 }

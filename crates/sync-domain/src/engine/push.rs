@@ -141,6 +141,7 @@ pub(crate) fn envelope(
         modified_by_device: Some(state.device_id.clone()),
         priority: current.priority,
         bu: current.bu.clone(),
+        conflict_risk: None,
     }
 }
 

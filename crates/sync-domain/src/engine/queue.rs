@@ -182,19 +182,31 @@ impl SyncEngine {
             .await
     }
 
-    /// Whether devices should sync now: tenant-wide queued changes and peak hours.
-    pub async fn optimal_time(&self, principal: &Principal) -> Result<OptimalTime> {
-        let tenant = principal.tenant.clone();
-        let units = principal.units.clone();
-        let config = self.config.clone();
+    /// Whether devices should sync now: tenant-wide queued changes and peak hours (section 6),
+    /// and when `device_id` (or, without one, a device with no history) should sync next
+    /// (section 12): the device's planned window, the fleet's, or the peak-hours rule. A device
+    /// token may ask about its own devices only.
+    pub async fn optimal_time(&self, principal: &Principal, device_id: Option<&str>) -> Result<OptimalTime> {
+        if let Some(device) = device_id {
+            check_device_id(device)?;
+        }
+        let principal = principal.clone();
+        let device_id = device_id.map(str::to_owned);
+        let engine = self.clone();
         self.db
             .read_tx(move |conn| {
+                let config = &engine.config;
+                let tenant = &principal.tenant;
+                if let Some(device) = &device_id {
+                    readable_device(&principal, store::get_device(conn, tenant, device)?)?;
+                }
                 let now = OffsetDateTime::now_utc();
                 let active_since = micros::from_datetime(now - Duration::hours(24));
-                let queue_size = match store::oldest_active_cursor(conn, &tenant, active_since)? {
+                let queue_size = match store::oldest_active_cursor(conn, tenant, active_since)? {
                     Some(cursor) => {
-                        let filter = PullFilter { domains: None, units: units.as_deref(), priorities: None };
-                        store::count_after(conn, &tenant, cursor, &filter)?
+                        let units = principal.units.as_deref();
+                        let filter = PullFilter { domains: None, units, priorities: None };
+                        store::count_after(conn, tenant, cursor, &filter)?
                     }
                     None => 0,
                 };
@@ -207,11 +219,16 @@ impl SyncEngine {
                 };
                 let is_peak_hour = config.is_peak_hour(now.hour());
                 let wait = server_load == "high" || (server_load == "medium" && is_peak_hour);
+                let (next_window, confidence, basis) =
+                    engine.window_advice(conn, tenant, device_id.as_deref(), now)?;
                 Ok(OptimalTime {
                     recommendation: if wait { "sync_in_30min" } else { "sync_now" }.to_owned(),
                     server_load: server_load.to_owned(),
                     queue_size,
                     is_peak_hour,
+                    next_window,
+                    confidence,
+                    basis,
                 })
             })
             .await

@@ -3,8 +3,9 @@
 use diesel::prelude::*;
 use sync_domain::schema::{self, ALL_TABLES};
 use sync_domain::store::{
-    AlertRow, ConflictRow, DeviceHealthRow, DeviceRow, IdempotencyRow, PolicyRow, RecordRow, SnapshotRow,
-    SyncEventRow, UserRow, VersionRow,
+    AlertRow, AnomalyRow, ConflictRow, DeliveryRow, DeviceHealthRow, DeviceRow, IdempotencyRow, PolicyRow,
+    RecordRow, RiskModelRow, RiskScoreRow, SnapshotRow, SyncEventRow, SyncWindowRow, UserRow, VersionRow,
+    WebhookRow,
 };
 use sync_domain::{Backend, Database, DbConnection};
 
@@ -70,6 +71,12 @@ fn schema_matches(db: &Database) {
         sync_events::table.select(SyncEventRow::as_select()).limit(0).load(c)?;
         snapshots::table.select(SnapshotRow::as_select()).limit(0).load(c)?;
         alerts::table.select(AlertRow::as_select()).limit(0).load(c)?;
+        anomalies::table.select(AnomalyRow::as_select()).limit(0).load(c)?;
+        risk_models::table.select(RiskModelRow::as_select()).limit(0).load(c)?;
+        risk_scores::table.select(RiskScoreRow::as_select()).limit(0).load(c)?;
+        sync_windows::table.select(SyncWindowRow::as_select()).limit(0).load(c)?;
+        webhooks::table.select(WebhookRow::as_select()).limit(0).load(c)?;
+        webhook_deliveries::table.select(DeliveryRow::as_select()).limit(0).load(c)?;
         Ok(())
     })
     .unwrap();
@@ -84,14 +91,14 @@ async fn round_trip(db: Database) {
     assert!(ready.migrations_current, "{ready:?}");
 
     let reverted = db.revert_all_migrations().unwrap();
-    assert_eq!(reverted.len(), 6);
+    assert_eq!(reverted.len(), 7);
     assert!(tables(&db).is_empty(), "left after down: {:?}", tables(&db));
     let ready = db.ping().await.unwrap();
     assert!(!ready.migrations_current);
-    assert_eq!(ready.pending.len(), 6);
+    assert_eq!(ready.pending.len(), 7);
 
     let applied = db.migrate().unwrap();
-    assert_eq!(applied.len(), 6);
+    assert_eq!(applied.len(), 7);
     assert_eq!(tables(&db), expected);
     schema_matches(&db);
     assert!(db.ping().await.unwrap().migrations_current);
@@ -113,7 +120,7 @@ fn both_backends_have_the_same_migrations() {
         v
     };
     assert_eq!(names("sqlite"), names("postgres"));
-    assert_eq!(names("sqlite").len(), 6);
+    assert_eq!(names("sqlite").len(), 7);
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod analytics;
 mod concurrency;
 mod conflicts;
 mod convergence;
+mod insight;
 mod pull;
 mod push;
 

@@ -151,7 +151,7 @@ async fn remembered_cursor_feeds_the_queue(db: Database) {
     // Another user's device is not hers to read.
     let err = engine.queue_status(&device("acme", "bob"), "d1").await.unwrap_err();
     assert_eq!(err.http_status(), 403);
-    let optimal = engine.optimal_time(&me).await.unwrap();
+    let optimal = engine.optimal_time(&me, None).await.unwrap();
     assert_eq!((optimal.server_load.as_str(), optimal.queue_size), ("low", 0));
     assert_eq!(optimal.recommendation, "sync_now");
 }
