@@ -6,6 +6,7 @@ mod bad_input;
 mod common;
 mod console;
 mod endpoints;
+mod insight;
 mod laws;
 mod limits;
 mod live;
