@@ -48,7 +48,7 @@ fn sync_event(tenant: &str, at: i64, device: &str, success: bool, n: u64) -> Syn
         at,
         device_id: device.into(),
         user_id: "u1".into(),
-        kind: if n % 2 == 0 { SyncEventKind::Push } else { SyncEventKind::Pull },
+        kind: if n.is_multiple_of(2) { SyncEventKind::Push } else { SyncEventKind::Pull },
         success,
         duration_ms: 120.0 + (n % 7) as f64 * 10.0,
         changes: 2,

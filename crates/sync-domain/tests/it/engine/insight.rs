@@ -49,7 +49,7 @@ fn events_become_five_minute_buckets_per_tenant_domain_and_device() {
 #[test]
 fn risk_examples_label_the_day_after_and_never_look_ahead() {
     let now = 1_764_000_000_000_000;
-    let key = |n: u32| RecordKey::new("task", &format!("00000000-0000-4000-8000-{n:012}"));
+    let key = |n: u32| RecordKey::new("task", format!("00000000-0000-4000-8000-{n:012}"));
     let mut history = RiskHistory::default();
     // Record 1: edited by two devices every hour for 9 days, and a conflict every 12 hours.
     // Record 2: edited once a day by one device, never conflicting.
