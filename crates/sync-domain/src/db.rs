@@ -17,6 +17,10 @@ use scheduled_thread_pool::ScheduledThreadPool;
 
 use crate::error::{Error, Result};
 
+mod group;
+
+pub use group::GroupStats;
+
 /// Migrations for SQLite (`migrations/sqlite`), embedded in the binary.
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 /// Migrations for PostgreSQL (`migrations/postgres`), embedded in the binary.
@@ -128,6 +132,9 @@ pub struct ConnectOptions {
     /// Check out one connection in `connect` so that an unreachable database fails there
     /// (default true). With false, `connect` never touches the database.
     pub check_on_connect: bool,
+    /// Most writers that [`Database::write_grouped`] commits in one transaction (default 32;
+    /// 1 turns group commit off: every writer gets a [`Database::write_tx`] of its own).
+    pub max_group: usize,
 }
 
 impl Default for ConnectOptions {
@@ -139,6 +146,7 @@ impl Default for ConnectOptions {
             busy_timeout: Duration::from_secs(5),
             search_path: None,
             check_on_connect: true,
+            max_group: 32,
         }
     }
 }
@@ -184,6 +192,8 @@ struct Inner {
     /// instead of polling SQLite's busy handler (`BEGIN IMMEDIATE` still protects against
     /// other processes).
     sqlite_writer: Mutex<()>,
+    /// Group commit's queues (see `group`).
+    groups: group::Groups,
     /// The PostgreSQL URL and schema, for a dedicated connection of another driver (the live
     /// hub's LISTEN connection).
     postgres: Option<(String, Option<String>)>,
@@ -301,6 +311,13 @@ impl Database {
             _ => None,
         };
         let statements = Arc::new(AtomicU64::new(0));
+        // SQLite has one writer; PostgreSQL commits several groups at once (a tenant's pushes
+        // always share a lane: they queue on its change counter anyway), leaving most of the
+        // pool to readers.
+        let group_lanes = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => usize::try_from(max_size / 4).unwrap_or(1).max(1),
+        };
         let manager = Manager {
             target,
             busy_timeout: opts.busy_timeout,
@@ -327,6 +344,7 @@ impl Database {
                 close_timeout,
                 backend,
                 sqlite_writer: Mutex::new(()),
+                groups: group::Groups::new(group_lanes, opts.max_group),
                 postgres,
                 statements,
             }),

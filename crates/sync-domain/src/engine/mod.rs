@@ -147,11 +147,34 @@ impl SyncEngine {
         F: Fn(&mut DbConnection) -> Result<T> + Send + Sync + 'static,
         T: Send + 'static,
     {
+        self.retrying(None, f).await
+    }
+
+    /// [`SyncEngine::retrying_write`] in a group commit with the concurrent writers of
+    /// `tenant` (see [`Database::write_grouped`]): for the hot paths, pushes and pulls that
+    /// remember a cursor. `f` must only write to the database.
+    async fn retrying_grouped_write<T, F>(&self, tenant: &str, f: F) -> Result<T>
+    where
+        F: Fn(&mut DbConnection) -> Result<T> + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        self.retrying(Some(tenant), f).await
+    }
+
+    async fn retrying<T, F>(&self, group: Option<&str>, f: F) -> Result<T>
+    where
+        F: Fn(&mut DbConnection) -> Result<T> + Send + Sync + 'static,
+        T: Send + 'static,
+    {
         let f = Arc::new(f);
         let mut attempt = 1;
         loop {
             let g = Arc::clone(&f);
-            match self.db.write_tx(move |conn| g(conn)).await {
+            let result = match group {
+                Some(lane) => self.db.write_grouped(lane, move |conn| g(conn)).await,
+                None => self.db.write_tx(move |conn| g(conn)).await,
+            };
+            match result {
                 Err(err @ crate::Error::WriteConflict(_)) if attempt >= WRITE_ATTEMPTS => return Err(err),
                 Err(crate::Error::WriteConflict(reason)) => {
                     tracing::debug!(attempt, %reason, "write transaction lost a race; retrying");

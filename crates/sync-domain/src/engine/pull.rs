@@ -193,7 +193,8 @@ impl SyncEngine {
             // On the wire: the body as sent; raw: before compression and deltas.
             let sent = body.len();
             let raw = json_len + delta_saved;
-            self.retrying_write(move |conn| {
+            let tenant = principal.tenant.clone();
+            self.retrying_grouped_write(&tenant, move |conn| {
                 let now = OffsetDateTime::now_utc();
                 store::set_device_cursor(
                     conn,

@@ -1,5 +1,6 @@
-//! The push engine (PROTOCOL.md section 3): one transaction per push, exactly once per
-//! idempotency key, one outcome per change.
+//! The push engine (PROTOCOL.md section 3): each push all or nothing (a savepoint of a group
+//! commit, see [`crate::Database::write_grouped`]), exactly once per idempotency key, one
+//! outcome per change.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -226,7 +227,8 @@ impl SyncEngine {
         let principal = principal.clone();
         let key = key.to_owned();
         let network = network.map(str::to_owned);
-        self.retrying_write(move |conn| {
+        let tenant = principal.tenant.clone();
+        self.retrying_grouped_write(&tenant, move |conn| {
             let ctx = PushContext {
                 engine: &engine,
                 principal: &principal,

@@ -5,6 +5,7 @@ mod activity;
 mod analytics;
 mod concurrency;
 mod conflicts;
+mod group_commit;
 mod convergence;
 mod insight;
 mod pull;
