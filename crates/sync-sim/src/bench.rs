@@ -82,6 +82,9 @@ impl BenchOptions {
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct ServerCost {
     pub cpu_seconds: f64,
+    /// CPU seconds of the database's processes (PostgreSQL; NaN on SQLite, whose work is in
+    /// `cpu_seconds`). Processes that ended during the case are not counted.
+    pub database_cpu_seconds: f64,
     pub peak_rss_mib: f64,
 }
 
@@ -226,12 +229,19 @@ fn edit_change(id: Uuid, base: i64) -> Change {
     }
 }
 
-fn cost_since(server: &ServerProcess, cpu_before: Option<f64>) -> ServerCost {
+/// CPU seconds of the server and of the database so far, to measure a case from.
+fn cpu_now(server: &ServerProcess) -> (Option<f64>, Option<f64>) {
+    (server.cpu_seconds(), server.database_cpu_seconds())
+}
+
+fn cost_since(server: &ServerProcess, before: (Option<f64>, Option<f64>)) -> ServerCost {
+    let since = |after: Option<f64>, before: Option<f64>| match (after, before) {
+        (Some(after), Some(before)) => after - before,
+        _ => f64::NAN,
+    };
     ServerCost {
-        cpu_seconds: match (server.cpu_seconds(), cpu_before) {
-            (Some(after), Some(before)) => after - before,
-            _ => f64::NAN,
-        },
+        cpu_seconds: since(server.cpu_seconds(), before.0),
+        database_cpu_seconds: since(server.database_cpu_seconds(), before.1),
         peak_rss_mib: server.peak_rss_bytes().map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0)),
     }
 }
@@ -243,7 +253,7 @@ async fn measure_push(
     duration: Duration,
 ) -> Result<PushCase> {
     server.reset_peak_rss();
-    let cpu = server.cpu_seconds();
+    let cpu = cpu_now(server);
     let devices = clients.len();
     let run = Uuid::new_v4().simple().to_string();
     let started = Instant::now();
@@ -315,7 +325,7 @@ async fn measure_pull(
     delta: bool,
 ) -> Result<(PullCase, String)> {
     server.reset_peak_rss();
-    let cpu = server.cpu_seconds();
+    let cpu = cpu_now(server);
     let started = Instant::now();
     let mut cursor = cursor;
     let mut traffic = Traffic::default();
@@ -470,25 +480,35 @@ pub fn markdown(results: &[BackendResults], machine: &str, date: &str, options: 
         "### Push throughput ({BATCH}-change batches of new records, {}s per case)\n",
         options.push_seconds
     );
-    let _ =
-        writeln!(out, "| backend | devices | changes/s | p50 ms | p99 ms | server CPU s | peak RSS MiB |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| backend | devices | changes/s | p50 ms | p99 ms | server CPU s | server CPU s per 10k | PostgreSQL CPU s per 10k | peak RSS MiB |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
         for c in &r.push {
+            let per_10k = |seconds: f64| {
+                if seconds.is_nan() { "–".to_owned() } else { format!("{:.2}", seconds * 1e4 / c.changes.max(1) as f64) }
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} |",
+                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {:.0} |",
                 r.backend,
                 c.devices,
                 c.changes_per_sec,
                 c.latency.p50_ms,
                 c.latency.p99_ms,
                 c.cost.cpu_seconds,
+                per_10k(c.cost.cpu_seconds),
+                per_10k(c.cost.database_cpu_seconds),
                 c.cost.peak_rss_mib
             );
         }
-        let _ =
-            writeln!(out, "| {} raw upsert baseline | 1 | {:.0} | | | | |", r.backend, r.raw_upsert_per_sec);
+        let _ = writeln!(
+            out,
+            "| {} raw upsert baseline | 1 | {:.0} | | | | | | |",
+            r.backend, r.raw_upsert_per_sec
+        );
     }
     let _ = writeln!(out, "\n### Pulls (1000 records a page, gzip accepted)\n");
     let _ = writeln!(

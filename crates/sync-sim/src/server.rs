@@ -149,6 +149,31 @@ impl ServerProcess {
         Some((utime + stime) / TICKS_PER_SEC)
     }
 
+    /// CPU seconds (user + system) used so far by the database's own processes: every
+    /// `postgres` process of the machine on PostgreSQL (backends, WAL writer, checkpointer),
+    /// `None` on SQLite, whose work is inside the server's process.
+    pub fn database_cpu_seconds(&self) -> Option<f64> {
+        if self.backend() != Backend::Postgres {
+            return None;
+        }
+        let mut total = 0.0;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+            if !head.ends_with("(postgres") {
+                continue;
+            }
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let (Some(Ok(utime)), Some(Ok(stime))) =
+                (fields.get(11).map(|f| f.parse::<f64>()), fields.get(12).map(|f| f.parse::<f64>()))
+            else {
+                continue;
+            };
+            total += utime + stime;
+        }
+        Some(total / TICKS_PER_SEC)
+    }
+
     /// The server's peak resident memory since start or the last [`reset_peak_rss`](Self::reset_peak_rss).
     pub fn peak_rss_bytes(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
