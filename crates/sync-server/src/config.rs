@@ -9,6 +9,7 @@
 //! database_url = "postgres://sync@db/sync"
 //!
 //! cors_allowed_origins = ["https://app.example.com"]
+//! group_commit = 32           # most concurrent pushes sharing one transaction; 1 = off
 //!
 //! [sync]                      # every field of sync_domain::SyncConfig
 //! max_push_changes = 500
@@ -25,7 +26,7 @@
 //! `conflict_report_at`, `report_dir`, `every_seconds`; `SYNC_JOBS_<KEY>` in the environment).
 //!
 //! Environment: `SYNC_CONFIG` (the file's path), `SYNC_DATABASE_URL`, `SYNC_BIND`,
-//! `SYNC_JWT_SECRET`, `SYNC_CORS_ALLOWED_ORIGINS` (comma-separated), `SYNC_RATE_LIMIT_PER_MINUTE`,
+//! `SYNC_JWT_SECRET`, `SYNC_CORS_ALLOWED_ORIGINS` (comma-separated), `SYNC_GROUP_COMMIT`, `SYNC_RATE_LIMIT_PER_MINUTE`,
 //! `SYNC_RATE_LIMIT_BURST`, `SYNC_MAX_CONCURRENT_PUSHES_PER_TENANT`, and `SYNC_<FIELD>` for any
 //! top-level field of `[sync]` (`SYNC_MAX_PUSH_CHANGES=100`). Unknown keys in the file are errors; environment variables
 //! that name no field are ignored (other tools share the `SYNC_` prefix).
@@ -47,6 +48,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://sync.db";
 /// The listen address when nothing else is configured.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
+/// Most pushes in one group commit when nothing else is configured.
+pub const DEFAULT_GROUP_COMMIT: usize = 32;
+
 /// Environment variables with a meaning of their own (not `[sync]` overrides).
 const RESERVED_ENV: &[&str] = &[
     "CONFIG",
@@ -55,6 +59,7 @@ const RESERVED_ENV: &[&str] = &[
     "JWT_SECRET",
     "LOG",
     "CORS_ALLOWED_ORIGINS",
+    "GROUP_COMMIT",
     "RATE_LIMIT_PER_MINUTE",
     "RATE_LIMIT_BURST",
     "MAX_CONCURRENT_PUSHES_PER_TENANT",
@@ -69,6 +74,9 @@ pub struct ServerSection {
     pub jwt_secret: Option<String>,
     /// Origins whose browser apps get CORS answers (PROTOCOL.md section 9).
     pub cors_allowed_origins: Option<Vec<String>>,
+    /// Most concurrent pushes of a tenant committed in one transaction, each in a savepoint
+    /// of its own (default 32; 1 gives every push a transaction of its own).
+    pub group_commit: Option<usize>,
 }
 
 /// The whole file.
@@ -93,6 +101,8 @@ pub struct Config {
     pub sync: SyncConfig,
     pub limits: LimitsConfig,
     pub cors_allowed_origins: Vec<String>,
+    /// See [`ServerSection::group_commit`].
+    pub group_commit: usize,
     pub jobs: JobsConfig,
     pub live: LiveConfig,
 }
@@ -153,13 +163,22 @@ impl Config {
             }
             None => file.server.cors_allowed_origins.unwrap_or_default(),
         };
+        let group_commit = match var("SYNC_GROUP_COMMIT") {
+            Some(text) => text.trim().parse::<usize>().map_err(|_| {
+                CliError::Config(format!("SYNC_GROUP_COMMIT must be a whole number of pushes (got `{text}`)"))
+            })?,
+            None => file.server.group_commit.unwrap_or(DEFAULT_GROUP_COMMIT),
+        };
+        if group_commit == 0 {
+            return Err(CliError::Config("group_commit must be at least 1 (1 turns group commit off)".into()));
+        }
         let limits = limits_from_env(file.limits, &var)?;
         let problems = limits.problems();
         if !problems.is_empty() {
             return Err(CliError::Config(format!("invalid configuration: {}", problems.join("; "))));
         }
         let jobs = file.jobs.resolve(env)?;
-        Ok(Config { bind, database_url, jwt_secret, sync, limits, cors_allowed_origins, jobs, live })
+        Ok(Config { bind, database_url, jwt_secret, sync, limits, cors_allowed_origins, group_commit, jobs, live })
     }
 }
 
@@ -309,6 +328,22 @@ mod tests {
             Config::load(&Overrides::default(), &env(&[("SYNC_RATE_LIMIT_BURST", "0")])),
             Err(CliError::Config(_))
         ));
+    }
+
+    #[test]
+    fn group_commit_defaults_and_overrides() {
+        assert_eq!(Config::load(&Overrides::default(), &[]).unwrap().group_commit, DEFAULT_GROUP_COMMIT);
+        let off = Config::load(&Overrides::default(), &env(&[("SYNC_GROUP_COMMIT", "1")])).unwrap();
+        assert_eq!(off.group_commit, 1);
+        for bad in ["0", "lots", "-3"] {
+            assert!(
+                matches!(
+                    Config::load(&Overrides::default(), &env(&[("SYNC_GROUP_COMMIT", bad)])),
+                    Err(CliError::Config(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

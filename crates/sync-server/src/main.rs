@@ -318,7 +318,8 @@ fn init_tracing() {
 
 async fn connect(config: &Config) -> Result<Database, CliError> {
     let url = config.database_url.clone();
-    let db = tokio::task::spawn_blocking(move || Database::connect(&url, ConnectOptions::default()))
+    let options = ConnectOptions { max_group: config.group_commit, ..ConnectOptions::default() };
+    let db = tokio::task::spawn_blocking(move || Database::connect(&url, options))
         .await
         .context("connecting to the database")??;
     Ok(db)
