@@ -132,9 +132,11 @@ pub struct ConnectOptions {
     /// Check out one connection in `connect` so that an unreachable database fails there
     /// (default true). With false, `connect` never touches the database.
     pub check_on_connect: bool,
-    /// Most writers that [`Database::write_grouped`] commits in one transaction (default 32;
-    /// 1 turns group commit off: every writer gets a [`Database::write_tx`] of its own).
-    pub max_group: usize,
+    /// Most writers that [`Database::write_grouped`] commits in one transaction; 1 turns group
+    /// commit off (every writer gets a [`Database::write_tx`] of its own). Default: 32 on
+    /// SQLite, 1 on PostgreSQL, where a group would run in one backend the pushes that
+    /// otherwise overlap everything but their writes (docs/benchmarks.md, "Group commit").
+    pub max_group: Option<usize>,
 }
 
 impl Default for ConnectOptions {
@@ -146,7 +148,7 @@ impl Default for ConnectOptions {
             busy_timeout: Duration::from_secs(5),
             search_path: None,
             check_on_connect: true,
-            max_group: 32,
+            max_group: None,
         }
     }
 }
@@ -314,6 +316,10 @@ impl Database {
         // SQLite has one writer; PostgreSQL commits several groups at once (a tenant's pushes
         // always share a lane: they queue on its change counter anyway), leaving most of the
         // pool to readers.
+        let max_group = opts.max_group.unwrap_or(match backend {
+            Backend::Sqlite => 32,
+            Backend::Postgres => 1,
+        });
         let group_lanes = match backend {
             Backend::Sqlite => 1,
             Backend::Postgres => usize::try_from(max_size / 4).unwrap_or(1).max(1),
@@ -344,7 +350,7 @@ impl Database {
                 close_timeout,
                 backend,
                 sqlite_writer: Mutex::new(()),
-                groups: group::Groups::new(group_lanes, opts.max_group),
+                groups: group::Groups::new(group_lanes, max_group),
                 postgres,
                 statements,
             }),

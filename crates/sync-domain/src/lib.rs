@@ -15,6 +15,8 @@ pub mod store;
 pub mod testing;
 
 pub use config::SyncConfig;
-pub use db::{Backend, ConnectOptions, Database, DbConnection, GroupStats, PoolStatus, Readiness, write_transaction};
+pub use db::{
+    Backend, ConnectOptions, Database, DbConnection, GroupStats, PoolStatus, Readiness, write_transaction,
+};
 pub use engine::SyncEngine;
 pub use error::{Error, Result};

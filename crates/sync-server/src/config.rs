@@ -10,6 +10,7 @@
 //!
 //! cors_allowed_origins = ["https://app.example.com"]
 //! group_commit = 32           # most concurrent pushes sharing one transaction; 1 = off
+//!                             # (default 32 on SQLite, 1 on PostgreSQL)
 //!
 //! [sync]                      # every field of sync_domain::SyncConfig
 //! max_push_changes = 500
@@ -48,9 +49,6 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://sync.db";
 /// The listen address when nothing else is configured.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
-/// Most pushes in one group commit when nothing else is configured.
-pub const DEFAULT_GROUP_COMMIT: usize = 32;
-
 /// Environment variables with a meaning of their own (not `[sync]` overrides).
 const RESERVED_ENV: &[&str] = &[
     "CONFIG",
@@ -75,7 +73,8 @@ pub struct ServerSection {
     /// Origins whose browser apps get CORS answers (PROTOCOL.md section 9).
     pub cors_allowed_origins: Option<Vec<String>>,
     /// Most concurrent pushes of a tenant committed in one transaction, each in a savepoint
-    /// of its own (default 32; 1 gives every push a transaction of its own).
+    /// of its own; 1 gives every push a transaction of its own. Default: the backend's
+    /// (`sync_domain::ConnectOptions::max_group`).
     pub group_commit: Option<usize>,
 }
 
@@ -102,7 +101,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub cors_allowed_origins: Vec<String>,
     /// See [`ServerSection::group_commit`].
-    pub group_commit: usize,
+    pub group_commit: Option<usize>,
     pub jobs: JobsConfig,
     pub live: LiveConfig,
 }
@@ -164,13 +163,15 @@ impl Config {
             None => file.server.cors_allowed_origins.unwrap_or_default(),
         };
         let group_commit = match var("SYNC_GROUP_COMMIT") {
-            Some(text) => text.trim().parse::<usize>().map_err(|_| {
+            Some(text) => Some(text.trim().parse::<usize>().map_err(|_| {
                 CliError::Config(format!("SYNC_GROUP_COMMIT must be a whole number of pushes (got `{text}`)"))
-            })?,
-            None => file.server.group_commit.unwrap_or(DEFAULT_GROUP_COMMIT),
+            })?),
+            None => file.server.group_commit,
         };
-        if group_commit == 0 {
-            return Err(CliError::Config("group_commit must be at least 1 (1 turns group commit off)".into()));
+        if group_commit == Some(0) {
+            return Err(CliError::Config(
+                "group_commit must be at least 1 (1 turns group commit off)".into(),
+            ));
         }
         let limits = limits_from_env(file.limits, &var)?;
         let problems = limits.problems();
@@ -178,7 +179,17 @@ impl Config {
             return Err(CliError::Config(format!("invalid configuration: {}", problems.join("; "))));
         }
         let jobs = file.jobs.resolve(env)?;
-        Ok(Config { bind, database_url, jwt_secret, sync, limits, cors_allowed_origins, group_commit, jobs, live })
+        Ok(Config {
+            bind,
+            database_url,
+            jwt_secret,
+            sync,
+            limits,
+            cors_allowed_origins,
+            group_commit,
+            jobs,
+            live,
+        })
     }
 }
 
@@ -332,9 +343,9 @@ mod tests {
 
     #[test]
     fn group_commit_defaults_and_overrides() {
-        assert_eq!(Config::load(&Overrides::default(), &[]).unwrap().group_commit, DEFAULT_GROUP_COMMIT);
+        assert_eq!(Config::load(&Overrides::default(), &[]).unwrap().group_commit, None);
         let off = Config::load(&Overrides::default(), &env(&[("SYNC_GROUP_COMMIT", "1")])).unwrap();
-        assert_eq!(off.group_commit, 1);
+        assert_eq!(off.group_commit, Some(1));
         for bad in ["0", "lots", "-3"] {
             assert!(
                 matches!(

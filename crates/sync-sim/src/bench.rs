@@ -488,7 +488,11 @@ pub fn markdown(results: &[BackendResults], machine: &str, date: &str, options: 
     for r in results {
         for c in &r.push {
             let per_10k = |seconds: f64| {
-                if seconds.is_nan() { "–".to_owned() } else { format!("{:.2}", seconds * 1e4 / c.changes.max(1) as f64) }
+                if seconds.is_nan() {
+                    "–".to_owned()
+                } else {
+                    format!("{:.2}", seconds * 1e4 / c.changes.max(1) as f64)
+                }
             };
             let _ = writeln!(
                 out,

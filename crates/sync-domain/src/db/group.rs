@@ -134,7 +134,9 @@ impl Groups {
 
     fn lane(&self, key: &str) -> usize {
         // FNV-1a: stable and cheap; the lane only spreads keys, it guards nothing.
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let hash = key
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         usize::try_from(hash % self.lanes.len() as u64).unwrap_or(0)
     }
 
@@ -162,7 +164,10 @@ impl Database {
     /// mean group size (a figure for benchmarks and `/metrics`).
     pub fn group_stats(&self) -> GroupStats {
         let groups = &self.inner.groups;
-        GroupStats { groups: groups.groups.load(Ordering::Relaxed), writers: groups.writers.load(Ordering::Relaxed) }
+        GroupStats {
+            groups: groups.groups.load(Ordering::Relaxed),
+            writers: groups.writers.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs `f` as [`Database::write_tx`] does, but in a group commit with the concurrent
@@ -205,7 +210,9 @@ impl Database {
     fn commit_group(&self, jobs: Vec<Box<dyn Job>>) {
         // The mutex guards no data, so a panic elsewhere cannot leave anything inconsistent.
         let _writer = match self.inner.backend {
-            super::Backend::Sqlite => Some(self.inner.sqlite_writer.lock().unwrap_or_else(PoisonError::into_inner)),
+            super::Backend::Sqlite => {
+                Some(self.inner.sqlite_writer.lock().unwrap_or_else(PoisonError::into_inner))
+            }
             super::Backend::Postgres => None,
         };
         let mut conn = match self.conn() {
@@ -235,7 +242,7 @@ impl Database {
             }
         }
         for job in done {
-            job.finish(outcome.as_ref().map(|()| ()));
+            job.finish(outcome.as_ref().copied());
         }
     }
 }

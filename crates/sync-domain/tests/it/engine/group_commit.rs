@@ -43,7 +43,13 @@ fn request(step: &Step, minute: i64) -> PushRequest {
             let title = format!("{} {record} {minute}", DEVICES[step.device]);
             match kind {
                 0 | 1 => upsert(domain, mobile_id, base, task(&title, "ASSIGNED"), minute),
-                2 => patch(domain, mobile_id, base, json!([{"op": "replace", "path": "/title", "value": title}]), minute),
+                2 => patch(
+                    domain,
+                    mobile_id,
+                    base,
+                    json!([{"op": "replace", "path": "/title", "value": title}]),
+                    minute,
+                ),
                 _ => delete(domain, mobile_id, base, minute),
             }
         })
@@ -64,7 +70,9 @@ fn faulty_engine(db: sync_domain::Database) -> SyncEngine {
 
 /// A push's answer with what differs between two runs by nature removed: the server's
 /// clock and the conflicts' random ids.
-fn comparable(result: &sync_domain::Result<sync_domain::engine::PushReply>) -> Result<(Value, bool), &'static str> {
+fn comparable(
+    result: &sync_domain::Result<sync_domain::engine::PushReply>,
+) -> Result<(Value, bool), &'static str> {
     match result {
         Err(error) => Err(error.code()),
         Ok(reply) => {
@@ -101,8 +109,21 @@ async fn stored(engine: &SyncEngine) -> (Vec<Value>, Vec<Value>) {
         .unwrap()
         .into_iter()
         .map(|c| {
-            json!([c.domain, c.mobile_id, c.server_version, c.client_base_version, c.client_version,
-                   c.strategy, c.result, c.winner, c.status, c.details, c.device_id, c.client_state, c.server_state])
+            json!([
+                c.domain,
+                c.mobile_id,
+                c.server_version,
+                c.client_base_version,
+                c.client_version,
+                c.strategy,
+                c.result,
+                c.winner,
+                c.status,
+                c.details,
+                c.device_id,
+                c.client_state,
+                c.server_state
+            ])
         })
         .collect();
     conflicts.sort_by_key(Value::to_string);
@@ -112,10 +133,17 @@ async fn stored(engine: &SyncEngine) -> (Vec<Value>, Vec<Value>) {
 async fn run(backend: Backend, steps: Vec<Step>) -> Result<(), TestCaseError> {
     let Some(grouped_db) = TestDb::new(backend) else { return Ok(()) };
     let Some(sequential_db) = TestDb::new(backend) else { return Ok(()) };
-    let grouped = faulty_engine(grouped_db.database().clone());
-    // The reference: group commit off, a transaction of its own per push.
-    let options = ConnectOptions { max_group: 1, max_connections: Some(2), min_idle: 0, ..ConnectOptions::default() };
-    let sequential = faulty_engine(sync_domain::Database::connect(sequential_db.url(), options).unwrap());
+    // Group commit on (PostgreSQL's default is off), and the reference: off, a transaction of
+    // its own per push.
+    let options = |max_group| ConnectOptions {
+        max_group: Some(max_group),
+        max_connections: Some(3),
+        min_idle: 0,
+        ..ConnectOptions::default()
+    };
+    let db = sync_domain::Database::connect(grouped_db.url(), options(32)).unwrap();
+    let grouped = faulty_engine(db.clone());
+    let sequential = faulty_engine(sync_domain::Database::connect(sequential_db.url(), options(1)).unwrap());
     let who: Principal = device("acme", "ann");
     let requests: Vec<(String, PushRequest)> = steps
         .iter()
@@ -133,14 +161,14 @@ async fn run(backend: Backend, steps: Vec<Step>) -> Result<(), TestCaseError> {
     // so the pushes commit in groups (in queue order, which is the order below: each push
     // queues before its future first yields).
     let (release, hold) = std::sync::mpsc::channel::<()>();
-    let db = grouped_db.database().clone();
     let blocker = db.write_grouped("acme", move |_| {
         hold.recv().map_err(|e| Error::Internal(e.to_string()))?;
         Ok(())
     });
     let before = db.group_stats();
-    let pushes =
-        join_in_order(requests.iter().map(|(key, request)| grouped.push(&who, key, request.clone(), None)).collect());
+    let pushes = join_in_order(
+        requests.iter().map(|(key, request)| grouped.push(&who, key, request.clone(), None)).collect(),
+    );
     let releaser = async move {
         tokio::task::yield_now().await;
         release.send(()).unwrap();
