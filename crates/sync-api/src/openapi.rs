@@ -91,7 +91,8 @@ mod routes {
 
     #[utoipa::path(get, path = "/api/v1/sync/conflict-risk", tag = "insight", operation_id = "conflict_risk",
         params(ConflictRiskQuery),
-        responses((status = 200, body = ConflictRisk), (status = 403, description = "Not an admin token", body = ErrorBody)))]
+        responses((status = 200, body = ConflictRisk), (status = 403, description = "Not an admin token", body = ErrorBody),
+            (status = 404, description = "A domain the server does not have", body = ErrorBody)))]
     pub fn conflict_risk() {}
 
     #[utoipa::path(get, path = "/api/v1/sync/webhooks", tag = "insight", operation_id = "webhooks",

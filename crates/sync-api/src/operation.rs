@@ -659,8 +659,8 @@ impl SyncApi {
         Ok(match request {
             OperationRequest::Anomalies { since, limit } => {
                 let limit = insight_limit(limit, DEFAULT_INSIGHT_LIMIT)?;
+                // An empty `since` is not a time: 400, like any other that is not.
                 let since = since
-                    .filter(|s| !s.is_empty())
                     .map(|s| {
                         time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
                             .map_err(|_| {

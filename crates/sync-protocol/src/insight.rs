@@ -126,7 +126,7 @@ pub struct AnomaliesQuery {
 #[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct ConflictRiskQuery {
-    /// Only records of this domain (unknown: 400).
+    /// Only records of this domain (unknown: 404).
     #[cfg_attr(feature = "openapi", param(pattern = r"^[^\u0000]*$"))]
     pub domain: Option<String>,
     /// 1 to 500 (default 20).
@@ -261,17 +261,23 @@ impl WebhookEvent {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WebhookRequest {
-    /// An `http` or `https` URL with a host (at most 2048 characters; anything else: 422).
+    /// An `http` or `https` URL with a host (at most 2048 characters; anything else: 422). The
+    /// schema's pattern is a plain subset of what the server takes.
     #[cfg_attr(
         feature = "openapi",
-        schema(max_length = 2048, pattern = r"^[^\u0000]*$", example = "https://ops.example.com/hooks/sync")
+        schema(
+            max_length = 2048,
+            pattern = r"^https?://[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*(\.[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*)*(:[1-5]?[0-9]{1,4})?(/[!-~]*)?$",
+            example = "https://ops.example.com/hooks/sync"
+        )
     )]
     pub url: String,
     /// Signs each delivery (HMAC-SHA256); 16 to 256 characters. Never shown again.
     #[cfg_attr(feature = "openapi", schema(min_length = 16, max_length = 256, pattern = r"^[^\u0000]*$"))]
     pub secret: String,
-    /// One or more of `alert`, `anomaly`, `conflict`.
-    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 3))]
+    /// One or more of `alert`, `anomaly`, `conflict`, a set (a repeated name counts once; at
+    /// most 16 entries).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 16))]
     pub events: Vec<WebhookEvent>,
 }
 

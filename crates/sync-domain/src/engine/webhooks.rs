@@ -72,6 +72,9 @@ pub fn check_webhook_name(name: &str) -> Result<()> {
     }
 }
 
+/// Most entries of a webhook's `events` (a set of three names; repeats are taken once).
+const MAX_WEBHOOK_EVENTS: usize = 16;
+
 fn unprocessable(code: &'static str, message: impl Into<String>) -> Error {
     Error::Unprocessable { code, message: message.into() }
 }
@@ -100,13 +103,10 @@ pub fn check_webhook(request: &WebhookRequest) -> Result<()> {
             format!("secret must be {MIN_WEBHOOK_SECRET} to {MAX_WEBHOOK_SECRET} characters without NUL"),
         ));
     }
-    let mut events = request.events.clone();
-    events.sort();
-    events.dedup();
-    if events.is_empty() || events.len() != request.events.len() {
+    if request.events.is_empty() || request.events.len() > MAX_WEBHOOK_EVENTS {
         return Err(unprocessable(
             "invalid_webhook_events",
-            "events must list alert, anomaly or conflict, each once",
+            format!("events must list alert, anomaly or conflict (1 to {MAX_WEBHOOK_EVENTS} entries)"),
         ));
     }
     Ok(())
@@ -196,13 +196,17 @@ impl SyncEngine {
         require_admin(principal)?;
         check_webhook_name(name)?;
         check_webhook(&request)?;
+        // Events are a set: stored sorted, each once.
+        let mut events = request.events;
+        events.sort();
+        events.dedup();
         let now = micros::now();
         let row = WebhookRow {
             tenant_id: principal.tenant.clone(),
             name: name.to_owned(),
             url: request.url,
             secret: request.secret,
-            events: serde_json::to_string(&request.events)?,
+            events: serde_json::to_string(&events)?,
             created_at: now,
             updated_at: now,
             queued_until: now,
