@@ -239,7 +239,10 @@ fn insight_eval(args: &[String]) -> Result<()> {
          [crates/sync-insight/README.md](../crates/sync-insight/README.md#evaluation); CI asserts the\n\
          targets at the quick size (`crates/sync-insight/tests/it/eval.rs`, seed 18). Seed 18 is the\n\
          seed the detector's defaults were tuned on; run `--seed 7` for one that was not. The window\n\
-         figure is the fleet's busiest hour of syncs, a load, not a measured p99 latency or queue depth.\n\n\
+         target is judged on a modelled server, one FIFO queue stepped every second whose capacity puts\n\
+         the unadvised fleet's busiest hour at 90 % utilisation: the p99 wait of the peak hour's syncs\n\
+         and the queue's depth are that model's, not our server's measured push latency; the busiest\n\
+         hour's syncs (a load) are kept as information.\n\n\
          Targets missed in this run: {}.\n\n```text\n{report}```\n",
         if missed.is_empty() { "none".to_owned() } else { missed.len().to_string() }
     );
