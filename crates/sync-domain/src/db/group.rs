@@ -93,10 +93,22 @@ fn replicate(error: &Error) -> Error {
     }
 }
 
+/// Writers of one lane in the database at once when group commit is off (see
+/// `write_grouped`): two, so that one prepares its push while the other holds the change
+/// counter, and no crowd of waiters is woken at every commit.
+const LANE_WRITERS: usize = 2;
+
 /// One queue of jobs and whether a leader is draining it.
-#[derive(Default)]
 struct Lane {
     state: Mutex<LaneState>,
+    /// Bounds the lane's concurrent writers when group commit is off.
+    writers: tokio::sync::Semaphore,
+}
+
+impl Default for Lane {
+    fn default() -> Self {
+        Lane { state: Mutex::default(), writers: tokio::sync::Semaphore::new(LANE_WRITERS) }
+    }
 }
 
 #[derive(Default)]
@@ -182,6 +194,14 @@ impl Database {
     {
         let groups = &self.inner.groups;
         if groups.max_jobs <= 1 {
+            // Group commit off: a transaction per writer, but at most `LANE_WRITERS` of a
+            // lane in the database at once; the rest wait here, not on the change counter.
+            let lane = &groups.lanes[groups.lane(lane_key)];
+            let _permit = lane
+                .writers
+                .acquire()
+                .await
+                .map_err(|_| Error::TaskFailed("the lane's writer limit was closed".into()))?;
             return self.write_tx(f).await;
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
