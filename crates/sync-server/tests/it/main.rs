@@ -9,6 +9,7 @@ mod e2e;
 mod exit_status;
 mod jobs;
 mod nodes;
+mod secrets;
 mod tokens;
 
 use std::io::{BufRead, BufReader};
@@ -85,11 +86,22 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.terminate_with_log().0
+    }
+
+    /// Sends SIGTERM, waits for the exit status, and returns what the server logged after its
+    /// address (until its stderr closed).
+    pub fn terminate_with_log(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let pid = self.child.id().to_string();
         let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(killed.success());
-        self.child.wait().unwrap()
+        let status = self.child.wait().unwrap();
+        let mut lines = Vec::new();
+        while let Ok(line) = self.log.recv_timeout(Duration::from_secs(5)) {
+            lines.push(line);
+        }
+        (status, lines)
     }
 }
 
