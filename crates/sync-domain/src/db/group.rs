@@ -3,9 +3,7 @@
 //!
 //! Why: on SQLite there is one writer anyway, and every commit rewrites the pages the pushes
 //! share (the change counter, the tails of the records, history, idempotency and sync-event
-//! indexes) and appends them to the WAL; on PostgreSQL every commit waits for its WAL flush
-//! while holding the tenant's change-counter row, so a tenant's pushes queue behind each
-//! other's flushes. A group pays both once.
+//! indexes) and appends them to the WAL: a group pays that once.
 //!
 //! How (a leader/follower queue, as databases do it): a writer puts its job in its lane's
 //! queue; if no leader is running there, it starts one on the blocking pool. The leader takes
@@ -19,6 +17,12 @@
 //! The result is exactly that of running the jobs one at a time in queue order: each job
 //! sees everything the earlier ones wrote, in the same transaction, and nothing of a job
 //! that failed.
+//!
+//! Measured (docs/benchmarks.md, "Group commit"): it pays on SQLite and is its default; on
+//! PostgreSQL a group runs in one backend the pushes that would otherwise overlap all but
+//! their writes, so there it is off by default, and `write_grouped` instead gives each writer
+//! a transaction of its own while letting at most two writers of a lane into the database at
+//! once: the rest wait in the server rather than on the tenant's change-counter row.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
