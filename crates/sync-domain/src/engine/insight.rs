@@ -585,7 +585,7 @@ impl<'a> Indexed<'a> {
 /// Training examples from a tenant's history: at every 6 hours `t` between `now − 24 h −
 /// RISK_TRAINING_DAYS` and `now − 24 h`, each record edited in the 24 hours before `t`, with its
 /// activity at `t` and whether it conflicted in the 24 hours after. Deterministic; at most
-/// [`MAX_RISK_EXAMPLES`] (every n-th beyond).
+/// `MAX_RISK_EXAMPLES` (every n-th beyond).
 pub fn risk_examples(history: &RiskHistory, now: i64) -> Result<Vec<Example>> {
     let index = Indexed::new(history);
     let last = now - RISK_WINDOW_HOURS * HOUR_US;
@@ -664,7 +664,7 @@ impl SyncEngine {
 
     /// The conflict-risk job for one tenant: trains the model on the history (a held-out
     /// quarter evaluates it; stored beside it), then scores every record edited in the last 24
-    /// hours and keeps the riskiest [`MAX_SCORED_RECORDS`]. With too little history to train
+    /// hours and keeps the riskiest `MAX_SCORED_RECORDS`. With too little history to train
     /// on, the last model (if any) scores.
     pub async fn train_conflict_risk(&self, tenant: &str, now: OffsetDateTime) -> Result<RiskRun> {
         let now_us = micros::from_datetime(now);
@@ -833,7 +833,7 @@ fn basis_name(basis: sync_insight::Basis) -> BasisName {
 
 impl SyncEngine {
     /// The window job for one tenant: plans every device seen in the last
-    /// [`WINDOW_HISTORY_DAYS`] (and, as device `""`, a device with no history) over the fleet's
+    /// `WINDOW_HISTORY_DAYS` (and, as device `""`, a device with no history) over the fleet's
     /// load, and stores each one's hour. Returns the devices planned.
     pub async fn plan_sync_windows(&self, tenant: &str, now: OffsetDateTime) -> Result<usize> {
         let now_us = micros::from_datetime(now);
