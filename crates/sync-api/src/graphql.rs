@@ -156,6 +156,7 @@ impl QueryRoot {
         delta: Option<bool>,
         device_id: Option<String>,
         network_quality: Option<String>,
+        hints: Option<bool>,
     ) -> async_graphql::Result<Json<Value>> {
         if limit == Some(0) {
             return Err(gql_error(ApiError::bad_request("invalid_limit", "limit must be at least 1")));
@@ -167,7 +168,7 @@ impl QueryRoot {
             delta: delta.unwrap_or(false),
             device_id,
             network_quality,
-            hints: false,
+            hints: hints.unwrap_or(false),
         };
         execute(ctx, OperationRequest::Pull(request), None).await
     }
@@ -177,9 +178,14 @@ impl QueryRoot {
         execute(ctx, OperationRequest::QueueStatus { device_id }, None).await
     }
 
-    /// Whether to sync now.
-    async fn optimal_time(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<Value>> {
-        execute(ctx, OperationRequest::OptimalTime { device_id: None }, None).await
+    /// Whether to sync now; with `deviceId`, also that device's next window (PROTOCOL.md
+    /// section 12).
+    async fn optimal_time(
+        &self,
+        ctx: &Context<'_>,
+        device_id: Option<String>,
+    ) -> async_graphql::Result<Json<Value>> {
+        execute(ctx, OperationRequest::OptimalTime { device_id }, None).await
     }
 
     /// A device's health (own device, or any device of the tenant for an admin).

@@ -189,6 +189,15 @@ async fn a_planted_incident_becomes_an_anomaly_an_alert_and_a_window_plan() {
                 assert!(!o[field].is_null(), "section 6's {field} stays: {o}");
             }
         }
+        // GraphQL's optimalTime takes the device too and gives the same basis and confidence
+        // (a window that opens now starts at the moment of asking).
+        let rest = app.get("/api/v1/sync/optimal-time?device_id=d0", &app.admin).await.json();
+        let gql = app.graphql(&app.admin, r#"{ optimalTime(deviceId: "d0") }"#, json!({})).await.json();
+        let gql = &gql["data"]["optimalTime"];
+        for field in ["basis", "confidence"] {
+            assert_eq!(gql[field], rest[field], "{field}: {gql} against {rest}");
+        }
+        assert!(gql["next_window"]["start"].is_string(), "{gql}");
         // A tenant with no history gets the rule, with no confidence.
         let o = app.get("/api/v1/sync/optimal-time?device_id=x1", &app.other_device).await.json();
         assert_eq!((o["basis"].as_str(), o["confidence"].as_f64()), (Some("rule"), Some(0.0)), "{o}");
@@ -349,6 +358,9 @@ async fn pull_hints_mark_records_at_or_above_the_threshold_only_when_asked() {
         let hinted = app.get("/api/v1/sync/pull?hints=true", &app.device2).await;
         assert_eq!(hinted.status, StatusCode::OK, "{}", hinted.text());
         assert_eq!(risk_of(&hinted.json()), [Some(0.9), None, Some(0.5)]);
+        // GraphQL's pull takes the same argument and gives the same records.
+        let gql = app.graphql(&app.device2, "{ pull(hints: true) }", json!({})).await.json();
+        assert_eq!(gql["data"]["pull"]["changes"], hinted.json()["changes"], "{gql}");
         for plain in ["/api/v1/sync/pull", "/api/v1/sync/pull?hints=false"] {
             let body = app.get(plain, &app.device2).await.json();
             assert_eq!(risk_of(&body), [None, None, None], "{plain}");
