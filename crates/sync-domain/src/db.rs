@@ -313,9 +313,10 @@ impl Database {
             _ => None,
         };
         let statements = Arc::new(AtomicU64::new(0));
-        // SQLite has one writer; PostgreSQL commits several groups at once (a tenant's pushes
-        // always share a lane: they queue on its change counter anyway), leaving most of the
-        // pool to readers.
+        // Group commit pays on SQLite, not on PostgreSQL (docs/benchmarks.md). A tenant always
+        // maps to one lane. SQLite has one writer, so one lane; PostgreSQL a quarter of the
+        // pool, each lane committing (or, without group commit, admitting two writers) on its
+        // own, which leaves most of the pool to readers.
         let max_group = opts.max_group.unwrap_or(match backend {
             Backend::Sqlite => 32,
             Backend::Postgres => 1,
@@ -385,6 +386,16 @@ impl Database {
         let Some(pool) = &self.inner.pool else { return PoolStatus { connections: 0, idle: 0, max_size: 0 } };
         let state = pool.state();
         PoolStatus { connections: state.connections, idle: state.idle_connections, max_size: pool.max_size() }
+    }
+
+    /// On SQLite, this process's turn to write (see `Inner::sqlite_writer`); nothing on
+    /// PostgreSQL.
+    fn sqlite_writer(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        // The mutex guards no data, so a panic elsewhere cannot leave anything inconsistent.
+        match self.inner.backend {
+            Backend::Sqlite => Some(self.inner.sqlite_writer.lock().unwrap_or_else(PoisonError::into_inner)),
+            Backend::Postgres => None,
+        }
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
@@ -491,12 +502,7 @@ impl Database {
         F: FnOnce(&mut DbConnection) -> Result<T>,
     {
         // The mutex guards no data, so a panic elsewhere cannot leave anything inconsistent.
-        let _writer = match self.inner.backend {
-            Backend::Sqlite => {
-                Some(self.inner.sqlite_writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-            }
-            Backend::Postgres => None,
-        };
+        let _writer = self.sqlite_writer();
         let mut conn = self.conn()?;
         transaction(&mut conn, TxMode::Write, f)
     }

@@ -142,11 +142,7 @@ impl ServerProcess {
     /// CPU seconds (user + system) the server has used so far.
     pub fn cpu_seconds(&self) -> Option<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        Some((utime + stime) / TICKS_PER_SEC)
+        stat_cpu_seconds(&stat).map(|(_, seconds)| seconds)
     }
 
     /// CPU seconds (user + system) used so far by the database's own processes: every
@@ -156,22 +152,16 @@ impl ServerProcess {
         if self.backend() != Backend::Postgres {
             return None;
         }
-        let mut total = 0.0;
-        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-            let Some((head, rest)) = stat.rsplit_once(')') else { continue };
-            if !head.ends_with("(postgres") {
-                continue;
-            }
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let (Some(Ok(utime)), Some(Ok(stime))) =
-                (fields.get(11).map(|f| f.parse::<f64>()), fields.get(12).map(|f| f.parse::<f64>()))
-            else {
-                continue;
-            };
-            total += utime + stime;
-        }
-        Some(total / TICKS_PER_SEC)
+        let total = std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+            .filter_map(|stat| {
+                let (command, seconds) = stat_cpu_seconds(&stat)?;
+                (command == "postgres").then_some(seconds)
+            })
+            .sum();
+        Some(total)
     }
 
     /// The server's peak resident memory since start or the last [`reset_peak_rss`](Self::reset_peak_rss).
@@ -210,4 +200,16 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A `/proc/PID/stat` line's command name and its CPU seconds (user + system).
+fn stat_cpu_seconds(stat: &str) -> Option<(&str, f64)> {
+    // The command name (which may hold spaces) is in parentheses; the fields after the last
+    // ')' are numbered from the state, so utime and stime are the 12th and 13th of them.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let command = head.split_once('(')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((command, (utime + stime) / TICKS_PER_SEC))
 }

@@ -232,13 +232,7 @@ impl Database {
     }
 
     fn commit_group(&self, jobs: Vec<Box<dyn Job>>) {
-        // The mutex guards no data, so a panic elsewhere cannot leave anything inconsistent.
-        let _writer = match self.inner.backend {
-            super::Backend::Sqlite => {
-                Some(self.inner.sqlite_writer.lock().unwrap_or_else(PoisonError::into_inner))
-            }
-            super::Backend::Postgres => None,
-        };
+        let _writer = self.sqlite_writer();
         let mut conn = match self.conn() {
             Ok(conn) => conn,
             Err(error) => {

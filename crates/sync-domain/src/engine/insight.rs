@@ -66,10 +66,6 @@ fn floor_to(t: i64, step: i64) -> i64 {
     t - t.rem_euclid(step)
 }
 
-fn time_of(us: i64) -> Result<OffsetDateTime> {
-    micros::stored(us)
-}
-
 /// Whose series: the tenant's, a domain's or a device's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SeriesKey {
@@ -168,7 +164,7 @@ pub fn bucket_series(events: &[EventLite]) -> Result<BTreeMap<SeriesKey, Vec<Buc
         .map(|(key, buckets)| {
             let series = buckets
                 .into_iter()
-                .map(|(start, a)| Ok(a.bucket(time_of(start)?)))
+                .map(|(start, a)| Ok(a.bucket(micros::stored(start)?)))
                 .collect::<Result<Vec<_>>>()?;
             Ok((key, series))
         })
@@ -239,7 +235,7 @@ fn judged_window(found: Option<&Vec<Bucket>>, start: i64, end: i64) -> Result<Ve
     while at < end {
         window.push(match by_start.get(&at) {
             Some(b) => (*b).clone(),
-            None => Bucket::empty(time_of(at)?),
+            None => Bucket::empty(micros::stored(at)?),
         });
         at += width;
     }
@@ -283,10 +279,10 @@ pub(crate) fn anomaly_view(row: &AnomalyRow) -> Result<AnomalyView> {
             SeverityName::Warning => AnomalySeverity::Warning,
             SeverityName::Critical => AnomalySeverity::Critical,
         },
-        window_start: time_of(row.window_start)?,
-        window_end: time_of(row.window_end)?,
+        window_start: micros::stored(row.window_start)?,
+        window_end: micros::stored(row.window_end)?,
         explanation: row.explanation.clone(),
-        created_at: time_of(row.created_at)?,
+        created_at: micros::stored(row.created_at)?,
     })
 }
 
@@ -560,7 +556,7 @@ impl<'a> Indexed<'a> {
             window_hours: RISK_WINDOW_HOURS as f64,
             hours_since_server_change: last.map(|l| (t - l).max(0) as f64 / HOUR_US as f64),
             unit_size: unit_size.max(1),
-            hour: time_of(t)?.hour(),
+            hour: micros::stored(t)?.hour(),
             past_conflicts: u32::try_from(past).unwrap_or(u32::MAX),
         }))
     }
@@ -637,7 +633,7 @@ pub struct RiskRun {
 
 fn model_view(row: &RiskModelRow, model: &Model) -> Result<RiskModelView> {
     Ok(RiskModelView {
-        trained_at: time_of(row.trained_at)?,
+        trained_at: micros::stored(row.trained_at)?,
         examples: row.examples,
         holdout_examples: i64::try_from(model.holdout_examples).unwrap_or(i64::MAX),
         holdout_auc: row.holdout_auc,
@@ -757,7 +753,7 @@ impl SyncEngine {
                     .map(|r| {
                         Ok(RiskRecord {
                             reasons: serde_json::from_str(&r.reasons)?,
-                            scored_at: time_of(r.scored_at)?,
+                            scored_at: micros::stored(r.scored_at)?,
                             domain: r.domain,
                             mobile_id: r.mobile_id,
                             risk: r.risk,
@@ -803,7 +799,7 @@ pub fn window_inputs(events: &[EventLite], days: i64) -> Result<(Vec<DeviceHisto
     let mut devices: BTreeMap<&str, Vec<SyncAttempt>> = BTreeMap::new();
     let mut load = [0.0; 24];
     for e in events.iter().filter(|e| e.kind != SyncEventKind::Resolve) {
-        let at = time_of(e.at)?;
+        let at = micros::stored(e.at)?;
         load[usize::from(at.hour())] += 1.0;
         devices.entry(&e.device_id).or_default().push(SyncAttempt {
             at,
