@@ -122,11 +122,13 @@ pub struct Invariant {
 }
 
 impl Invariant {
-    fn new(name: &'static str) -> Self {
+    /// A passing invariant with nothing checked yet.
+    pub fn new(name: &'static str) -> Self {
         Invariant { name, passed: true, checked: 0, failure_count: 0, failures: Vec::new(), note: None }
     }
 
-    fn fail(&mut self, message: impl FnOnce() -> String) {
+    /// Records a failure (listed while there are fewer than ten).
+    pub fn fail(&mut self, message: impl FnOnce() -> String) {
         self.passed = false;
         self.failure_count += 1;
         if self.failures.len() < LISTED_FAILURES {
