@@ -24,7 +24,7 @@ use sync_protocol::{AnomaliesQuery, ConflictRiskQuery, DeliveriesQuery, OptimalT
 use sync_domain::store::{Principal, SyncEventKind};
 use sync_metrics::Operation;
 pub use sync_protocol::{ConflictsQuery, DeviceQuery, PullQuery, SnapshotRequest};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::error::{ApiError, ErrorBody, Result};
 use crate::operation::{
@@ -95,7 +95,11 @@ pub fn router(api: SyncApi) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let router = crate::cors::layer(router, api.cors_allowed_origins());
-    router.layer(TraceLayer::new_for_http()).with_state(api)
+    // A 5xx is logged once, with its cause, where it is made (`ApiError`: `warn` for a 503,
+    // `error` for a 500); the trace layer's own failure line would repeat it at `error` for
+    // every 503 of a database outage.
+    let trace = TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG));
+    router.layer(trace).with_state(api)
 }
 
 /// The tower layer that records sync-metrics for every request: it gives the request a

@@ -16,6 +16,10 @@ pub enum Error {
     /// The database cannot be reached (connection refused or lost, pool timed out).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database cannot store anything now: its disk is full, or its file or filesystem
+    /// is read-only. Reads still work; writes may succeed once space returns (503).
+    #[error("database storage unavailable: {0}")]
+    StorageFull(String),
     /// A concurrent transaction changed what this one was based on (unique violation,
     /// serialization failure, deadlock, a stale upsert, SQLite busy). Retrying the whole
     /// transaction is safe and expected to succeed.
@@ -86,7 +90,7 @@ impl Error {
         match self {
             // The engine already retried a write conflict: the client should retry later,
             // exactly as when the database is unreachable.
-            Error::Unavailable(_) | Error::WriteConflict(_) => "unavailable",
+            Error::Unavailable(_) | Error::WriteConflict(_) | Error::StorageFull(_) => "unavailable",
             Error::Database(_)
             | Error::Migration(_)
             | Error::InvalidUrl(_)
@@ -116,7 +120,7 @@ impl Error {
             Error::ResyncRequired => 410,
             Error::PayloadTooLarge(_) => 413,
             Error::IdempotencyKeyReused | Error::Unprocessable { .. } => 422,
-            Error::Unavailable(_) | Error::WriteConflict(_) => 503,
+            Error::Unavailable(_) | Error::WriteConflict(_) | Error::StorageFull(_) => 503,
             // A value the storage layer refuses or a bad database URL reached the engine
             // unchecked: a fault of the server, not of the request.
             Error::InvalidArgument(_)
@@ -134,6 +138,10 @@ impl Error {
     /// whose cause stays in the server's log.
     pub fn public_message(&self) -> String {
         match self.http_status() {
+            503 if matches!(self, Error::StorageFull(_)) => {
+                "the database cannot store changes now (its storage is full or read-only); retry later"
+                    .to_owned()
+            }
             503 => "the database is unreachable or busy; retry later".to_owned(),
             status if status >= 500 => "internal server error".to_owned(),
             _ => self.to_string(),
@@ -156,8 +164,11 @@ impl From<DieselError> for Error {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
                     Error::Unavailable(info.message().to_owned())
                 }
-                // PostgreSQL 40P01 and SQLite's SQLITE_BUSY have no kind of their own.
+                // PostgreSQL 40P01 and SQLite's SQLITE_BUSY have no kind of their own; nor
+                // have a full or read-only disk and a server going away.
                 _ if is_deadlock_or_busy(info.message()) => Error::WriteConflict(info.message().to_owned()),
+                _ if is_storage_full(info.message()) => Error::StorageFull(info.message().to_owned()),
+                _ if is_connection_lost(info.message()) => Error::Unavailable(info.message().to_owned()),
                 _ => Error::Database(e),
             },
             _ => Error::Database(e),
@@ -167,6 +178,34 @@ impl From<DieselError> for Error {
 
 fn is_deadlock_or_busy(message: &str) -> bool {
     message.starts_with("deadlock detected") || message.starts_with("database is locked")
+}
+
+/// SQLITE_FULL, SQLITE_READONLY and SQLite's I/O errors (a full or read-only filesystem
+/// fails its writes this way too); PostgreSQL's 53100 (disk_full) and 25006
+/// (read_only_sql_transaction, a standby or `default_transaction_read_only`).
+fn is_storage_full(message: &str) -> bool {
+    ["database or disk is full", "attempt to write a readonly database", "disk I/O error"]
+        .iter()
+        .any(|m| message.starts_with(m))
+        || message.contains("No space left on device")
+        || message.starts_with("cannot execute") && message.contains("in a read-only transaction")
+}
+
+/// The PostgreSQL server went away under the connection: 57P01 (admin_shutdown, also what
+/// `pg_terminate_backend` sends), 57P02 (crash_shutdown), 57P03 (cannot_connect_now) and
+/// libpq's own words for a connection that broke mid-query.
+fn is_connection_lost(message: &str) -> bool {
+    [
+        "terminating connection",
+        "the database system is",
+        "server closed the connection unexpectedly",
+        "no connection to the server",
+        "connection to server",
+        "could not receive data from server",
+        "SSL connection has been closed unexpectedly",
+    ]
+    .iter()
+    .any(|m| message.starts_with(m))
 }
 
 impl From<r2d2::Error> for Error {
@@ -196,7 +235,7 @@ mod tests {
             Error::ResyncRequired => 410,
             Error::PayloadTooLarge(_) => 413,
             Error::IdempotencyKeyReused | Error::Unprocessable { .. } => 422,
-            Error::Unavailable(_) | Error::WriteConflict(_) => 503,
+            Error::Unavailable(_) | Error::WriteConflict(_) | Error::StorageFull(_) => 503,
             Error::Database(_)
             | Error::Migration(_)
             | Error::InvalidUrl(_)
@@ -213,6 +252,7 @@ mod tests {
         let all = [
             Error::Unavailable("x".into()),
             Error::WriteConflict("x".into()),
+            Error::StorageFull("x".into()),
             Error::Database(DieselError::NotFound),
             Error::Migration("x".into()),
             Error::InvalidUrl("x".into()),
@@ -240,5 +280,65 @@ mod tests {
         }
         assert_eq!(Error::WriteConflict("x".into()).code(), "unavailable");
         assert_eq!(Error::Internal("x".into()).code(), "internal");
+    }
+
+    struct Info(&'static str);
+
+    impl diesel::result::DatabaseErrorInformation for Info {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn details(&self) -> Option<&str> {
+            None
+        }
+        fn hint(&self) -> Option<&str> {
+            None
+        }
+        fn table_name(&self) -> Option<&str> {
+            None
+        }
+        fn column_name(&self) -> Option<&str> {
+            None
+        }
+        fn constraint_name(&self) -> Option<&str> {
+            None
+        }
+        fn statement_position(&self) -> Option<i32> {
+            None
+        }
+    }
+
+    fn classify(message: &'static str) -> Error {
+        Error::from(DieselError::DatabaseError(DatabaseErrorKind::Unknown, Box::new(Info(message))))
+    }
+
+    /// The words SQLite and PostgreSQL use when the disk fills or the server goes away: each
+    /// is a 503 (retry later), never a 500. The fault scenarios meet every one of them.
+    #[test]
+    fn storage_and_connection_failures_are_unavailable() {
+        for message in [
+            "database or disk is full",
+            "attempt to write a readonly database",
+            "disk I/O error",
+            "could not extend file \"base/16384/16385\": No space left on device",
+            "cannot execute INSERT in a read-only transaction",
+        ] {
+            let e = classify(message);
+            assert!(matches!(e, Error::StorageFull(_)), "{message}: {e:?}");
+            assert_eq!((e.http_status(), e.code()), (503, "unavailable"));
+            assert!(e.public_message().contains("full or read-only"));
+        }
+        for message in [
+            "terminating connection due to administrator command",
+            "the database system is shutting down",
+            "the database system is starting up",
+            "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally",
+            "no connection to the server",
+        ] {
+            let e = classify(message);
+            assert!(matches!(e, Error::Unavailable(_)), "{message}: {e:?}");
+            assert_eq!(e.http_status(), 503);
+        }
+        assert!(matches!(classify("syntax error at or near \"SELEC\""), Error::Database(_)));
     }
 }

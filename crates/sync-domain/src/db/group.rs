@@ -93,8 +93,21 @@ fn replicate(error: &Error) -> Error {
     match error {
         Error::Unavailable(message) => Error::Unavailable(message.clone()),
         Error::WriteConflict(message) => Error::WriteConflict(message.clone()),
+        Error::StorageFull(message) => Error::StorageFull(message.clone()),
         other => Error::Internal(format!("the group commit's transaction failed: {other}")),
     }
+}
+
+/// A server broken on purpose (cargo feature `fault-ack-before-commit`, never in a real
+/// build): it answers the group's writers before their transaction commits, and commits a
+/// moment later, so that a crash in between loses changes the devices were told are stored.
+/// The fault scenarios (`sync-sim faults --scenario crash`) must catch it.
+#[cfg(feature = "fault-ack-before-commit")]
+fn ack_before_commit(done: &mut Vec<Box<dyn Done>>) {
+    for job in done.drain(..) {
+        job.finish(Ok(()));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
 }
 
 /// Writers of one lane in the database at once when group commit is off (see
@@ -251,6 +264,8 @@ impl Database {
             for job in waiting.take().into_iter().flatten() {
                 done.extend(job.run(conn));
             }
+            #[cfg(feature = "fault-ack-before-commit")]
+            ack_before_commit(&mut done);
             Ok(())
         });
         // The transaction did not even begin: no job ran.
