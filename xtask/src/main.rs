@@ -1,5 +1,5 @@
 //! Developer tasks: `cargo xtask ci | test | tidy | schemathesis | migration-template | bench | simulate |
-//! insight-eval`.
+//! faults | soak | insight-eval`.
 
 mod schemathesis;
 mod tidy;
@@ -16,7 +16,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci                      fmt --check, clippy -D warnings, every test, tidy, cargo deny (when installed)
+  ci                      fmt --check, clippy -D warnings, every test, tidy, schemathesis, the short
+                          fault scenarios, cargo deny (when installed)
   test [sqlite|postgres|all]
                           the workspace tests; persistence tests on the named backends (default all)
   tidy                    house-style checks (also run as a test)
@@ -32,6 +33,14 @@ tasks:
   bench [--database sqlite|postgres|all] [--quick]
                           the end-to-end benchmark; writes its section of docs/benchmarks.md
                           and its SVG charts next to it
+  faults --scenario crash|db-restart|disk-full [--duration 30s] [--database sqlite|postgres|all]
+         [--devices N] [--restart-cluster] [--json report.json]
+                          a fault scenario under a 32-device push load: SIGKILL and restart, the
+                          database's connections cut (or its cluster restarted), a full disk;
+                          exits non-zero when an invariant fails (docs/reliability.md)
+  soak [--duration 30m] [--database sqlite|postgres|all] [--json soak.json]
+                          a realistic mixed fleet for a long while: the server's memory, descriptors,
+                          database connections and latency must stay flat (reports the slopes)
   insight-eval [--quick] [--seed N]
                           fleet insight's seeded evaluation (sync-insight's eval::run, issue 18's
                           targets); prints the report, and at full size writes docs/insight.md.
@@ -65,6 +74,8 @@ fn run(args: &[String]) -> Result<()> {
         "migration-template" => migration_template(rest),
         "simulate" => sync_sim("simulate", rest),
         "bench" => sync_sim("bench", rest),
+        "faults" => sync_sim("faults", rest),
+        "soak" => sync_sim("soak", rest),
         "insight-eval" => insight_eval(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
@@ -124,6 +135,7 @@ fn ci() -> Result<()> {
     run_tests("all", &lint)?;
     report_tidy(&tidy::check(&root())?)?;
     schemathesis::run("all", &lint)?;
+    fault_smoke()?;
     let has_deny =
         Command::new("cargo").args(["deny", "--version"]).output().is_ok_and(|o| o.status.success());
     if has_deny {
@@ -159,6 +171,41 @@ fn test_env(backend: &str) -> Result<Vec<(&'static str, &str)>> {
         _ => bail!("unknown backend `{backend}` (expected sqlite, postgres or all)"),
     }
     Ok(envs)
+}
+
+/// The short version of each fault scenario (issue 19), on the debug binaries the tests
+/// built: a few crashes on each backend, PostgreSQL's connections cut, a full disk. The full
+/// runs are `cargo xtask faults` (docs/reliability.md).
+fn fault_smoke() -> Result<()> {
+    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let sim = target.join("debug").join(format!("sync-sim{}", env::consts::EXE_SUFFIX));
+    let server = target.join("debug").join(format!("sync-server{}", env::consts::EXE_SUFFIX));
+    // Mounting the small disk needs root; CI has it, a developer's machine may not.
+    let root_user = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let in_ci = env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    let mut runs = vec![("crash", "all"), ("db-restart", "postgres")];
+    if root_user || in_ci {
+        runs.push(("disk-full", "sqlite"));
+    } else {
+        eprintln!("not root: skipping the disk-full fault scenario (it mounts a small tmpfs)");
+    }
+    for (scenario, database) in runs {
+        let args =
+            ["faults", "--scenario", scenario, "--database", database, "--duration", "8s", "--devices", "16"];
+        eprintln!("$ {} {}", sim.display(), args.join(" "));
+        let status = Command::new(&sim)
+            .args(args)
+            .arg("--server-bin")
+            .arg(&server)
+            .envs([("SYNC_REQUIRE_POSTGRES", "1")])
+            .current_dir(root())
+            .status()
+            .with_context(|| format!("running {}", sim.display()))?;
+        if !status.success() {
+            bail!("fault scenario {scenario} failed ({status})");
+        }
+    }
+    Ok(())
 }
 
 /// The toolchain's `clippy-driver`, found beside the cargo that runs xtask.

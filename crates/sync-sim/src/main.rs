@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sync_domain::{Backend, ConnectOptions, Database};
 use sync_sim::bench::{self, BenchOptions};
+use sync_sim::faults::{FaultKind, FaultOptions};
 use sync_sim::scenario::parse_duration;
 use sync_sim::server::ServerProcess;
 use sync_sim::{Error, Report, Result, RunOptions, Scenario, ScenarioKind, Target, TokenIssuer};
@@ -28,6 +29,28 @@ enum Command {
     Simulate(SimulateArgs),
     /// Run the end-to-end benchmark and write docs/benchmarks.md.
     Bench(BenchArgs),
+    /// Run a fault scenario under load and check the invariants (exit 1 if one fails).
+    Faults(FaultArgs),
+    /// Run a mixed fleet for a long while; memory, descriptors, connections and latency must
+    /// stay flat (exit 1 if not, or if an invariant fails).
+    Soak(SoakArgs),
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// How long, e.g. 30m.
+    #[arg(long, default_value = "30m")]
+    duration: String,
+    #[arg(long, value_enum, default_value = "postgres")]
+    database: DbChoice,
+    /// Seconds between samples (default: 10, fewer for short runs).
+    #[arg(long)]
+    every: Option<u64>,
+    /// Also write the reports (with every sample) as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -117,6 +140,32 @@ struct BenchArgs {
     live_only: bool,
 }
 
+#[derive(Args)]
+struct FaultArgs {
+    /// crash, db-restart (PostgreSQL) or disk-full (SQLite, needs root to mount a tmpfs).
+    #[arg(long)]
+    scenario: String,
+    /// How long faults are injected under load, e.g. 30s (the fleet's drain comes after).
+    #[arg(long, default_value = "30s")]
+    duration: String,
+    /// The backends to run on; `all` runs each backend the scenario applies to.
+    #[arg(long, value_enum, default_value = "all")]
+    database: DbChoice,
+    #[arg(long, default_value_t = 32)]
+    devices: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// db-restart: stop and start the whole PostgreSQL cluster (pg_ctlcluster) instead of
+    /// terminating the server's connections. Nothing else may use the cluster meanwhile.
+    #[arg(long)]
+    restart_cluster: bool,
+    /// Also write the reports as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -136,6 +185,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Simulate(args) => simulate(args).await,
             Command::Bench(args) => bench(args).await,
+            Command::Faults(args) => faults(args).await,
+            Command::Soak(args) => soak(args).await,
         }
     });
     match result {
@@ -317,6 +368,54 @@ async fn bench(args: BenchArgs) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+async fn faults(args: FaultArgs) -> Result<bool> {
+    let kind: FaultKind = args.scenario.parse()?;
+    let options = FaultOptions {
+        duration: parse_duration(&args.duration)?,
+        devices: args.devices,
+        seed: args.seed,
+        restart_cluster: args.restart_cluster,
+        ..FaultOptions::new(kind)
+    };
+    let backends: Vec<Backend> = args.database.backends().into_iter().filter(|b| kind.runs_on(*b)).collect();
+    if backends.is_empty() {
+        return Err(Error::Config(format!("the {kind} scenario does not run on the chosen database")));
+    }
+    let binary = server_binary(args.server_bin)?;
+    let mut reports = Vec::new();
+    for backend in backends {
+        eprintln!("fault scenario {kind} on {backend} for {:?}", options.duration);
+        let report = sync_sim::faults::run(&binary, backend, &options).await?;
+        print!("{}", report.to_table());
+        reports.push(report);
+    }
+    if let Some(path) = &args.json {
+        write(path, &serde_json::to_string_pretty(&reports).unwrap_or_default())?;
+    }
+    Ok(reports.iter().all(|r| r.passed))
+}
+
+async fn soak(args: SoakArgs) -> Result<bool> {
+    let duration = parse_duration(&args.duration)?;
+    // About 60 samples in a short run, one every 10 s in a long one.
+    let every = args.every.map_or_else(
+        || (duration / 60).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(10)),
+        std::time::Duration::from_secs,
+    );
+    let binary = server_binary(args.server_bin)?;
+    let mut reports = Vec::new();
+    for backend in args.database.backends() {
+        eprintln!("soak on {backend} for {duration:?}, a sample every {every:?}");
+        let report = sync_sim::soak::run(&binary, backend, duration, every).await?;
+        print!("{}", report.to_table());
+        reports.push(report);
+    }
+    if let Some(path) = &args.json {
+        write(path, &serde_json::to_string_pretty(&reports).unwrap_or_default())?;
+    }
+    Ok(reports.iter().all(|r| r.passed))
 }
 
 /// `old` with the benchmark's section replaced by `section` (appended when absent).

@@ -98,6 +98,9 @@ pub struct Report {
     pub pulls: Pulls,
     pub push_latency: Latency,
     pub pull_latency: Latency,
+    /// Requests that got no answer at all: connection refused or reset, a timeout (the server
+    /// was down, or the simulated network lost them).
+    pub transport_errors: u64,
     pub bytes: Bytes,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_sync: Option<InitialSync>,
@@ -170,6 +173,7 @@ impl Report {
             },
             push_latency: Latency::of(&stats.push_latencies_us),
             pull_latency: Latency::of(&stats.pull_latencies_us),
+            transport_errors: stats.transport_errors,
             bytes: Bytes {
                 sent_wire: t.sent_wire,
                 sent_json: t.sent_raw,

@@ -1,6 +1,7 @@
-//! A `sync-server` process for a simulation or a benchmark: on a fresh SQLite file or a fresh
-//! PostgreSQL schema, with a JWT secret for the fleet's tokens, and its CPU time and peak
-//! memory read from `/proc`.
+//! A `sync-server` process for a simulation, a benchmark or a fault scenario: on a fresh SQLite
+//! file or a fresh PostgreSQL schema (or a database the caller prepared), with a JWT secret for
+//! the fleet's tokens, its CPU time and peak memory read from `/proc`, and a crash and restart
+//! on demand.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,13 +25,59 @@ const TICKS_PER_SEC: f64 = 100.0;
 #[derive(Debug)]
 pub struct ServerProcess {
     child: Child,
+    port: u16,
     base_url: String,
     jwt_secret: String,
     backend: Backend,
-    /// Keeps the fresh database alive (and removes it afterwards); shared by the nodes of one
-    /// database.
-    db: Arc<TestDb>,
+    /// The database the server is started on (shared by the nodes of one database).
+    db: Arc<ServerDb>,
     binary: PathBuf,
+    /// Variables set for this server on top of the common ones.
+    env: Vec<(String, String)>,
+}
+
+/// The database of a server: a fresh test database (removed when the last server on it is
+/// dropped), or one the caller prepared (a SQLite file on a small filesystem, say).
+#[derive(Debug)]
+pub struct ServerDb {
+    url: String,
+    database: Database,
+    /// Keeps a fresh test database alive, and removes it afterwards.
+    _test: Option<TestDb>,
+}
+
+impl ServerDb {
+    /// A fresh test database of `backend`.
+    pub fn fresh(backend: Backend) -> Result<ServerDb> {
+        let db = match backend {
+            Backend::Sqlite => TestDb::sqlite(),
+            Backend::Postgres => TestDb::postgres().ok_or_else(|| {
+                Error::Server("PostgreSQL is not reachable (see SYNC_TEST_DATABASE_URL)".into())
+            })?,
+        };
+        Ok(ServerDb { url: db.url().to_owned(), database: db.database().clone(), _test: Some(db) })
+    }
+
+    /// The database at `url`, which `database` reaches too.
+    pub fn at(url: String, database: Database) -> ServerDb {
+        ServerDb { url, database, _test: None }
+    }
+
+    /// The same database, the server started with `url` instead (e.g. one that names the
+    /// connections with `application_name`).
+    pub fn with_url(self, url: String) -> ServerDb {
+        ServerDb { url, ..self }
+    }
+
+    /// The URL the server is started with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A handle on the same database, for the invariants.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
 }
 
 /// Live-stream settings of every server the simulator and the benchmark start: heartbeats
@@ -41,52 +88,90 @@ const LIVE_ENV: [(&str, &str); 2] =
 impl ServerProcess {
     /// Starts `binary serve` on a fresh database of `backend` and waits until it is ready.
     pub async fn start(binary: &Path, backend: Backend) -> Result<ServerProcess> {
-        let db = match backend {
-            Backend::Sqlite => TestDb::sqlite(),
-            Backend::Postgres => TestDb::postgres().ok_or_else(|| {
-                Error::Server("PostgreSQL is not reachable (see SYNC_TEST_DATABASE_URL)".into())
-            })?,
-        };
+        Self::start_with(binary, backend, &[]).await
+    }
+
+    /// [`start`](Self::start) with more environment variables for the server.
+    pub async fn start_with(binary: &Path, backend: Backend, env: &[(&str, &str)]) -> Result<ServerProcess> {
+        Self::start_on(binary, ServerDb::fresh(backend)?, env).await
+    }
+
+    /// Starts `binary serve` on `db` with more environment variables and waits until it is
+    /// ready.
+    pub async fn start_on(binary: &Path, db: ServerDb, env: &[(&str, &str)]) -> Result<ServerProcess> {
         let jwt_secret = uuid::Uuid::new_v4().simple().to_string();
-        Self::spawn(binary.to_owned(), backend, Arc::new(db), jwt_secret).await
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let backend = db.database().backend();
+        Self::spawn(binary.to_owned(), backend, Arc::new(db), jwt_secret, free_port()?, env).await
     }
 
     /// Starts another node on this server's database (PostgreSQL: several `serve` processes
     /// share one database), with the same JWT secret.
     pub async fn another_node(&self) -> Result<ServerProcess> {
-        Self::spawn(self.binary.clone(), self.backend, self.db.clone(), self.jwt_secret.clone()).await
+        Self::spawn(
+            self.binary.clone(),
+            self.backend,
+            self.db.clone(),
+            self.jwt_secret.clone(),
+            free_port()?,
+            self.env.clone(),
+        )
+        .await
     }
 
-    async fn spawn(
-        binary: PathBuf,
-        backend: Backend,
-        db: Arc<TestDb>,
-        jwt_secret: String,
-    ) -> Result<ServerProcess> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| Error::Server(format!("no free port: {e}")))?
-            .port();
-        let child = Command::new(&binary)
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database", db.url()])
-            .env("SYNC_JWT_SECRET", &jwt_secret)
+    /// Kills the server with SIGKILL (no chance to finish anything), waits `down_for`, then
+    /// starts it again on the same port and database and waits until it is ready. Returns
+    /// how long it took from the restart to ready.
+    pub async fn crash_and_restart(&mut self, down_for: Duration) -> Result<Duration> {
+        self.kill();
+        tokio::time::sleep(down_for).await;
+        let started = Instant::now();
+        self.child = Self::command(&self.binary, self.port, self.db.url(), &self.jwt_secret, &self.env)?;
+        self.wait_ready().await?;
+        Ok(started.elapsed())
+    }
+
+    fn command(
+        binary: &Path,
+        port: u16,
+        database_url: &str,
+        jwt_secret: &str,
+        env: &[(String, String)],
+    ) -> Result<Child> {
+        Command::new(binary)
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database", database_url])
+            .env("SYNC_JWT_SECRET", jwt_secret)
             .env("SYNC_LOG", "warn")
             // The benchmark measures the engine, not the per-token budget of a phone.
             .env("SYNC_RATE_LIMIT_PER_MINUTE", "0")
             .env("SYNC_MAX_CONCURRENT_PUSHES_PER_TENANT", "0")
             .envs(LIVE_ENV)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| Error::Server(format!("cannot start {}: {e}", binary.display())))?;
+            .map_err(|e| Error::Server(format!("cannot start {}: {e}", binary.display())))
+    }
+
+    async fn spawn(
+        binary: PathBuf,
+        backend: Backend,
+        db: Arc<ServerDb>,
+        jwt_secret: String,
+        port: u16,
+        env: Vec<(String, String)>,
+    ) -> Result<ServerProcess> {
+        let child = Self::command(&binary, port, db.url(), &jwt_secret, &env)?;
         let mut server = ServerProcess {
             child,
+            port,
             base_url: format!("http://127.0.0.1:{port}"),
             jwt_secret,
             backend,
             db,
             binary,
+            env,
         };
         server.wait_ready().await?;
         Ok(server)
@@ -185,6 +270,11 @@ impl ServerProcess {
         std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").is_ok()
     }
 
+    /// The server's process id (changes with every restart).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the server.
     pub fn stop(mut self) {
         self.kill();
@@ -200,6 +290,14 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A free local port.
+fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| Error::Server(format!("no free port: {e}")))
 }
 
 /// A `/proc/PID/stat` line's command name and its CPU seconds (user + system).
