@@ -283,6 +283,18 @@ impl fmt::Debug for Database {
     }
 }
 
+/// A SQLite file that exists must be writable (the server writes, and WAL mode needs its
+/// `-shm` and `-wal` beside it): say so plainly rather than "unable to open database file"
+/// after the pool's timeout.
+fn writable(path: &str) -> Result<()> {
+    match std::fs::OpenOptions::new().append(true).open(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::StorageFull(format!("the SQLite file {path} cannot be written: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// How a transaction begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TxMode {
@@ -298,6 +310,9 @@ impl Database {
     pub fn connect(url: &str, opts: ConnectOptions) -> Result<Database> {
         let target = Target::parse(url, &opts)?;
         let backend = target.backend();
+        if let Target::SqliteFile(path) = &target {
+            writable(path)?;
+        }
         let memory = matches!(target, Target::SqliteMemory);
         let max_size = if memory {
             1

@@ -162,6 +162,20 @@ struct PlanStep {
 /// A new SQLite database (no rows, so nothing for `ANALYZE` to find) must still look records
 /// and versions up by key when a lookup spans several domains, not read the whole tenant
 /// through the `(tenant_id, seq)` index.
+/// A SQLite file that cannot be written is refused at once, with its path and the reason,
+/// rather than after the pool's timeout as "unable to open database file". (A directory stands
+/// in for a read-only file here: as root, a file's mode does not stop writes;
+/// docs/reliability.md shows the same on a read-only mount.)
+#[test]
+fn an_unwritable_sqlite_file_is_refused_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().display().to_string();
+    let err = Database::connect(&format!("sqlite://{path}"), Default::default()).unwrap_err();
+    assert!(matches!(err, sync_domain::Error::StorageFull(_)), "{err}");
+    assert!(err.to_string().contains(&path), "{err}");
+    assert_eq!(err.http_status(), 503);
+}
+
 #[test]
 fn fresh_sqlite_looks_records_up_by_key() {
     if !sync_domain::testing::backend_selected(Backend::Sqlite) {
