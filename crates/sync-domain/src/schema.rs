@@ -94,6 +94,7 @@ diesel::table! {
         modified_by_device -> Text,
         seq -> BigInt,
         created_at -> BigInt,
+        bu -> Nullable<Text>,
     }
 }
 

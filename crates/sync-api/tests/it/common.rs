@@ -36,6 +36,25 @@ pub fn token(db: &Database, tenant: &str, user: &str, role: Role) -> String {
     .unwrap()
 }
 
+/// A stored token of a user limited to `units`.
+pub fn scoped_token(db: &Database, tenant: &str, user: &str, role: Role, units: &[&str]) -> String {
+    let units: Vec<String> = units.iter().map(|u| (*u).to_owned()).collect();
+    db.write_tx_sync(|conn| {
+        store::create_token(conn, tenant, user, role, Some(&units), None, sync_domain::micros::now())
+    })
+    .unwrap()
+}
+
+/// An HS256 JWT of `claims` signed with `secret`.
+pub fn jwt(claims: &Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
 impl TestApp {
     pub fn new() -> TestApp {
         Self::with_config(SyncConfig::default())
@@ -141,13 +160,17 @@ impl Req<'_> {
         self.body = body;
         self
     }
-    pub async fn send(self) -> Resp {
+    /// Sends the request and returns the response with its body unread (for streams).
+    pub async fn open(self) -> axum::response::Response {
         let mut builder = Request::builder().method(self.method).uri(self.path);
         for (name, value) in &self.headers {
             builder = builder.header(name, value);
         }
         let request = builder.body(Body::from(self.body)).unwrap();
-        let response = self.app.router.clone().oneshot(request).await.unwrap();
+        self.app.router.clone().oneshot(request).await.unwrap()
+    }
+    pub async fn send(self) -> Resp {
+        let response = self.open().await;
         let status = response.status();
         let headers = response.headers().clone();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec();
@@ -165,6 +188,14 @@ pub struct Resp {
 impl Resp {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The body as text, gunzipped when it was sent gzip-encoded.
+    pub fn decoded_text(&self) -> String {
+        if self.headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+            String::from_utf8_lossy(&gunzip(&self.body)).into_owned()
+        } else {
+            self.text()
+        }
     }
     pub fn json(&self) -> Value {
         let bytes = if self.headers.get("content-encoding").is_some_and(|v| v == "gzip") {

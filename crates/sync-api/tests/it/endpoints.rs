@@ -1,7 +1,7 @@
 //! Every endpoint through `Router::oneshot`, and every error class.
 
 use axum::http::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use sync_domain::SyncConfig;
 
 use crate::common::*;
@@ -266,15 +266,6 @@ async fn authentication() {
         .send()
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-}
-
-fn jwt(claims: &Value, secret: &str) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
 }
 
 #[tokio::test]

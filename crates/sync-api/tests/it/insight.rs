@@ -239,6 +239,7 @@ fn plant_history(app: &TestApp, now: i64) {
                 modified_by_device: device.clone(),
                 seq,
                 created_at: at,
+                bu: None,
             });
             let conflicted =
                 if hot { version % 3 == 0 } else { n % 8 == 0 && version == i64::from(n % 9) + 1 };

@@ -7,6 +7,7 @@ mod common;
 mod console;
 mod endpoints;
 mod insight;
+mod isolation;
 mod laws;
 mod limits;
 mod live;

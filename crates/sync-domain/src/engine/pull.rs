@@ -149,13 +149,19 @@ impl SyncEngine {
                 // What the deltas saved against sending every record in full.
                 let mut delta_saved = 0;
                 let mut changes = Vec::with_capacity(rows.len());
+                // A patch starts only from a version the caller could have received: one of its
+                // units (a record may have moved in from another unit since).
+                let received = |h: &store::VersionRow| {
+                    units.as_deref().is_none_or(|units| h.bu.as_ref().is_none_or(|bu| units.contains(bu)))
+                };
                 for row in &rows {
                     let mut envelope = record_envelope(row)?;
                     let data = envelope.data.take().unwrap_or(Value::Null);
                     let full_len = delta::serialized_len(&data);
                     envelope.data = Some(data);
-                    if let Some(held) =
-                        held.get(&row.key()).filter(|h| h.version < row.version && !h.deleted && !row.deleted)
+                    if let Some(held) = held
+                        .get(&row.key())
+                        .filter(|h| h.version < row.version && !h.deleted && !row.deleted && received(h))
                     {
                         let old: Value = serde_json::from_str(&held.data)?;
                         if let Some(new) = &envelope.data {

@@ -108,6 +108,7 @@ impl RecordRow {
             modified_by_device: self.modified_by_device.clone(),
             seq: self.seq,
             created_at,
+            bu: self.bu.clone(),
         }
     }
 }
@@ -177,6 +178,9 @@ pub struct VersionRow {
     pub seq: i64,
     /// When the row was written (µs), for time-based retention.
     pub created_at: i64,
+    /// The record's business unit at this version, if any: a user limited to units never held
+    /// a version of another unit, so a delta pull does not start from one.
+    pub bu: Option<String>,
 }
 
 impl VersionRow {
@@ -524,7 +528,7 @@ pub fn upsert_records(conn: &mut DbConnection, rows: &[RecordRow]) -> Result<()>
 /// Appends history rows: one multi-row `INSERT` per chunk. A version that already exists
 /// (a concurrent writer stored it first) fails with [`Error::WriteConflict`].
 pub fn insert_versions(conn: &mut DbConnection, rows: &[VersionRow]) -> Result<()> {
-    for chunk in rows.chunks(rows_per_insert(11)) {
+    for chunk in rows.chunks(rows_per_insert(12)) {
         // Multi-row INSERT is not available through `MultiBackend` either.
         crate::dispatch!(&mut *conn, c => {
             diesel::insert_into(record_versions::table).values(chunk).execute(c)

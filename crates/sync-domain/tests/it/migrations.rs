@@ -91,14 +91,14 @@ async fn round_trip(db: Database) {
     assert!(ready.migrations_current, "{ready:?}");
 
     let reverted = db.revert_all_migrations().unwrap();
-    assert_eq!(reverted.len(), 7);
+    assert_eq!(reverted.len(), 8);
     assert!(tables(&db).is_empty(), "left after down: {:?}", tables(&db));
     let ready = db.ping().await.unwrap();
     assert!(!ready.migrations_current);
-    assert_eq!(ready.pending.len(), 7);
+    assert_eq!(ready.pending.len(), 8);
 
     let applied = db.migrate().unwrap();
-    assert_eq!(applied.len(), 7);
+    assert_eq!(applied.len(), 8);
     assert_eq!(tables(&db), expected);
     schema_matches(&db);
     assert!(db.ping().await.unwrap().migrations_current);
@@ -120,7 +120,7 @@ fn both_backends_have_the_same_migrations() {
         v
     };
     assert_eq!(names("sqlite"), names("postgres"));
-    assert_eq!(names("sqlite").len(), 7);
+    assert_eq!(names("sqlite").len(), 8);
 }
 
 #[test]

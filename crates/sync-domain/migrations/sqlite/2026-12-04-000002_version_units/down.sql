@@ -1,0 +1,1 @@
+ALTER TABLE record_versions DROP COLUMN bu;
