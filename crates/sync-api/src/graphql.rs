@@ -42,6 +42,11 @@ pub type SyncSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 const MAX_DEPTH: usize = 16;
 /// Most fields per query.
 const MAX_COMPLEXITY: usize = 256;
+/// Longest query document, in bytes. The depth and complexity limits apply to the parsed
+/// document, and parsing costs hundreds of bytes of memory per field: 8 MiB of `{a a a …}`
+/// would take over a GiB and seconds of CPU before being refused. Large inputs go in
+/// `variables` (JSON, bounded as every body is).
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 
 /// Builds the schema (no data attached: each request carries its caller).
 pub fn schema() -> SyncSchema {
@@ -291,6 +296,11 @@ pub(crate) async fn handler(State(api): State<SyncApi>, caller: Caller, request:
 /// states it (`query` required, `operationName`, `variables` and `extensions` optional or null,
 /// nothing else).
 fn graphql_request(body: GraphqlRequest) -> Result<async_graphql::Request, ApiError> {
+    if body.query.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the GraphQL query exceeds {MAX_QUERY_BYTES} bytes (pass large inputs as variables)"
+        )));
+    }
     let mut gql = async_graphql::Request::new(body.query);
     if let Some(name) = body.operation_name {
         gql = gql.operation_name(name);

@@ -252,9 +252,16 @@ pub fn device_id_in(json: &[u8]) -> Option<String> {
     found
 }
 
+/// When a request's body must have arrived: a request extension set by the server that accepted
+/// the connection (its body read timeout, counted from the end of the headers). Past it,
+/// [`read_body`] gives up with 408 `request_timeout`. Without it a body may take any time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyDeadline(pub tokio::time::Instant);
+
 /// Reads a request body: at most `max_body_bytes` on the wire and after decoding its
-/// `Content-Encoding` (gzip; anything else is 415). Its sizes, and on a refusal the device it
-/// names, are noted in the request's [`RequestMetrics`].
+/// `Content-Encoding` (gzip; anything else is 415), and before the request's [`BodyDeadline`]
+/// if it has one (408 otherwise). Its sizes, and on a refusal the device it names, are noted in
+/// the request's [`RequestMetrics`].
 pub async fn read_body(api: &SyncApi, request: Request) -> Result<Vec<u8>> {
     let limit = api.engine().config().max_body_bytes;
     let (parts, body) = request.into_parts();
@@ -262,7 +269,17 @@ pub async fn read_body(api: &SyncApi, request: Request) -> Result<Vec<u8>> {
     let content_encoding = header_str(&parts.headers, "content-encoding", "invalid_content_encoding")?;
     // Refuse an unknown coding before reading a byte of the body.
     let encoding = Encoding::from_content_encoding(content_encoding)?;
-    let raw = match read_bounded(body, limit).await {
+    let read = read_bounded(body, limit);
+    let read = match parts.extensions.get::<BodyDeadline>() {
+        Some(BodyDeadline(deadline)) => match tokio::time::timeout_at(*deadline, read).await {
+            Ok(read) => read,
+            Err(_) => {
+                return Err(ApiError::RequestTimeout("the request body did not arrive in time".to_owned()));
+            }
+        },
+        None => read.await,
+    };
+    let raw = match read {
         Ok(raw) => raw,
         Err(BodyError::TooLarge(prefix)) => {
             if encoding == Encoding::Identity
@@ -315,9 +332,17 @@ async fn read_bounded(body: axum::body::Body, limit: usize) -> std::result::Resu
 /// top-level array is refused, although serde would read a struct from one. A number with a
 /// zero fraction (`3.0`) is an integer to JSON Schema, and so to the OpenAPI document: where
 /// an integer field refuses one, the body is read again with such numbers as integers.
+///
+/// A body with more than [`MAX_JSON_TOKENS`] structural characters is refused (413) before it
+/// is parsed; serde_json's recursion limit (128) refuses deeper nesting (400).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err(ApiError::bad_request("invalid_request", "the request body must be a JSON object"));
+    }
+    if json_tokens_exceed(bytes, MAX_JSON_TOKENS) {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the request body holds more than {MAX_JSON_TOKENS} JSON values and members"
+        )));
     }
     let first = match parse_exact(bytes) {
         Ok(value) => return Ok(value),
@@ -330,6 +355,40 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         return Err(first);
     }
     serde_path_to_error::deserialize(value).map_err(|_| first)
+}
+
+/// Most structural characters (`{`, `[`, `,` and `:` outside strings) a JSON body may hold:
+/// roughly one per array element and two per object member. A parsed value costs 50 to 200
+/// bytes of memory, so without a bound 8 MiB of `[0,0,0,…]` (4 million values) or of
+/// `{"a":0,"b":0,…}` would take hundreds of MiB for one request; with it, a body's values take
+/// some tens of MiB at most. A push of 500 changes may still hold about 500 values per change.
+pub const MAX_JSON_TOKENS: usize = 1 << 18;
+
+/// Whether `bytes` holds more than `limit` structural characters outside strings (a scan that
+/// allocates nothing; the JSON need not be valid).
+fn json_tokens_exceed(bytes: &[u8], limit: usize) -> bool {
+    let mut count = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if matches!(byte, b'{' | b'[' | b',' | b':') {
+            count += 1;
+            if count > limit {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 fn parse_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
@@ -676,4 +735,34 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structural_characters_are_counted_outside_strings_only() {
+        assert!(!json_tokens_exceed(br#"{"a":[1,2]}"#, 4));
+        assert!(json_tokens_exceed(br#"{"a":[1,2,3]}"#, 4));
+        // Inside strings, escaped quotes included, nothing counts.
+        assert!(!json_tokens_exceed(br#"{"a":"[,,,:\"{{{,"}"#, 2));
+        assert!(!json_tokens_exceed(br#"{"a\\":"b"}"#, 2));
+    }
+
+    #[test]
+    fn a_very_wide_body_is_413_before_parsing() {
+        let mut wide = b"{\"device_id\":\"d\",\"changes\":[".to_vec();
+        wide.extend(std::iter::repeat_n(b"0,".as_slice(), MAX_JSON_TOKENS).flatten());
+        wide.extend_from_slice(b"0]}");
+        let refused = parse_json::<PushRequest>(&wide).err().map(|e| e.status());
+        assert_eq!(refused, Some(StatusCode::PAYLOAD_TOO_LARGE));
+        let deep = format!(
+            "{{\"device_id\":\"d\",\"changes\":[{{\"domain\":\"task\",\"data\":{}{}}}]}}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        let refused = parse_json::<PushRequest>(deep.as_bytes()).err().map(|e| e.code());
+        assert_eq!(refused, Some("invalid_json"));
+    }
 }

@@ -25,6 +25,8 @@
 //!
 //! An optional `[jobs]` table sets when `serve` runs the scheduled jobs (`health_check_at`,
 //! `conflict_report_at`, `report_dir`, `every_seconds`; `SYNC_JOBS_<KEY>` in the environment).
+//! An optional `[http]` table bounds what one connection may hold ([`HttpConfig`]: the header,
+//! body and idle timeouts and the header size; `SYNC_HTTP_<KEY>` in the environment).
 //!
 //! Environment: `SYNC_CONFIG` (the file's path), `SYNC_DATABASE_URL`, `SYNC_BIND`,
 //! `SYNC_JWT_SECRET`, `SYNC_CORS_ALLOWED_ORIGINS` (comma-separated), `SYNC_GROUP_COMMIT`, `SYNC_RATE_LIMIT_PER_MINUTE`,
@@ -35,7 +37,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sync_api::LimitsConfig;
 use sync_domain::SyncConfig;
@@ -89,6 +92,68 @@ pub struct FileConfig {
     pub jobs: JobsConfig,
     /// Live streams (`sync_live::LiveConfig`): limits and timings.
     pub live: LiveConfig,
+    /// Timeouts and sizes of the HTTP connections.
+    pub http: HttpConfig,
+}
+
+/// `[http]`: how long a client may take and how much header it may send, so that a slow, silent
+/// or oversized client holds a connection for a bounded time (see `http.rs`). A timeout of 0
+/// turns that timeout off. Live streams (SSE, WebSocket, `pull?wait=`) are requests in progress
+/// and are cut by none of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Seconds a request's headers may take to arrive: counted from the accept for a
+    /// connection's first request, from the first byte for a later one. Past it the connection
+    /// is closed without an answer.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request's body may take to arrive, counted from the end of its headers. Past it
+    /// the request is answered 408 `request_timeout` and the connection closed.
+    pub body_read_timeout_secs: u64,
+    /// Seconds a keep-alive connection may wait for its next request, with nothing in progress
+    /// and no byte either way. Past it the connection is closed.
+    pub idle_timeout_secs: u64,
+    /// Most bytes of a request's head (request line and headers): hyper's read buffer. Beyond
+    /// it: 431, and the connection is closed. At least 8192.
+    pub max_header_bytes: usize,
+}
+
+/// The longest any `[http]` timeout may be (a day).
+const MAX_HTTP_TIMEOUT_SECS: u64 = 86_400;
+/// The smallest head buffer hyper accepts.
+const MIN_HEADER_BYTES: usize = 8192;
+/// The largest `max_header_bytes` (16 MiB).
+const MAX_HEADER_BYTES: usize = 16 << 20;
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Problems that make the settings unusable, one line each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, secs) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("body_read_timeout_secs", self.body_read_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+        ] {
+            if secs > MAX_HTTP_TIMEOUT_SECS {
+                problems.push(format!("http.{name} must be at most {MAX_HTTP_TIMEOUT_SECS} (0: off)"));
+            }
+        }
+        if !(MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&self.max_header_bytes) {
+            problems.push(format!("http.max_header_bytes must be {MIN_HEADER_BYTES} to {MAX_HEADER_BYTES}"));
+        }
+        problems
+    }
 }
 
 /// The resolved configuration.
@@ -104,6 +169,7 @@ pub struct Config {
     pub group_commit: Option<usize>,
     pub jobs: JobsConfig,
     pub live: LiveConfig,
+    pub http: HttpConfig,
 }
 
 /// Flags that override everything else.
@@ -134,9 +200,11 @@ impl Config {
             None => FileConfig::default(),
         };
         let sync = apply_env(file.sync, env)?;
-        let live = apply_live_env(file.live, env)?;
+        let live = apply_table_env(file.live, "SYNC_LIVE_", env)?;
+        let http = apply_table_env(file.http, "SYNC_HTTP_", env)?;
         let mut problems = sync.problems();
         problems.extend(live.problems());
+        problems.extend(http.problems());
         if !problems.is_empty() {
             return Err(CliError::Config(format!("invalid configuration: {}", problems.join("; "))));
         }
@@ -189,6 +257,7 @@ impl Config {
             group_commit,
             jobs,
             live,
+            http,
         })
     }
 }
@@ -224,16 +293,21 @@ fn one_line(e: &impl std::fmt::Display) -> String {
     e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Applies `SYNC_LIVE_<FIELD>` variables to the fields of `[live]`.
-fn apply_live_env(live: LiveConfig, env: &[(String, String)]) -> Result<LiveConfig, CliError> {
+/// Applies `<prefix><FIELD>` variables to the fields of a table (`SYNC_LIVE_` to `[live]`,
+/// `SYNC_HTTP_` to `[http]`).
+fn apply_table_env<T: Serialize + DeserializeOwned>(
+    table: T,
+    prefix: &str,
+    env: &[(String, String)],
+) -> Result<T, CliError> {
     let Value::Object(mut fields) =
-        serde_json::to_value(&live).map_err(|e| CliError::Config(format!("configuration: {e}")))?
+        serde_json::to_value(&table).map_err(|e| CliError::Config(format!("configuration: {e}")))?
     else {
-        return Ok(live);
+        return Ok(table);
     };
     let mut changed = false;
     for (name, raw) in env {
-        let Some(field) = name.strip_prefix("SYNC_LIVE_") else { continue };
+        let Some(field) = name.strip_prefix(prefix) else { continue };
         let Some(slot) = fields.get_mut(&field.to_ascii_lowercase()) else { continue };
         *slot = serde_json::from_str::<Value>(raw.trim())
             .ok()
@@ -242,10 +316,10 @@ fn apply_live_env(live: LiveConfig, env: &[(String, String)]) -> Result<LiveConf
         changed = true;
     }
     if !changed {
-        return Ok(live);
+        return Ok(table);
     }
     serde_json::from_value(Value::Object(fields))
-        .map_err(|e| CliError::Config(format!("invalid SYNC_LIVE_* environment override: {e}")))
+        .map_err(|e| CliError::Config(format!("invalid {prefix}* environment override: {e}")))
 }
 
 /// Applies `SYNC_<FIELD>` variables to the top-level fields of `sync`.
@@ -342,6 +416,45 @@ mod tests {
     }
 
     #[test]
+    fn http_timeouts_default_and_overrides() {
+        let config = Config::load(&Overrides::default(), &[]).unwrap();
+        assert_eq!(config.http, HttpConfig::default());
+        assert_eq!((config.http.header_read_timeout_secs, config.http.body_read_timeout_secs), (10, 30));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sync.toml");
+        std::fs::write(&path, "[http]\nidle_timeout_secs = 5\nmax_header_bytes = 16384\n").unwrap();
+        let overrides = Overrides { config_path: Some(&path), ..Overrides::default() };
+        let config = Config::load(
+            &overrides,
+            &env(&[("SYNC_HTTP_HEADER_READ_TIMEOUT_SECS", "0"), ("SYNC_HTTP_BODY_READ_TIMEOUT_SECS", "2")]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.http,
+            HttpConfig {
+                header_read_timeout_secs: 0,
+                body_read_timeout_secs: 2,
+                idle_timeout_secs: 5,
+                max_header_bytes: 16384
+            }
+        );
+        for (name, value) in [
+            ("SYNC_HTTP_MAX_HEADER_BYTES", "1024"),
+            ("SYNC_HTTP_IDLE_TIMEOUT_SECS", "soon"),
+            ("SYNC_HTTP_HEADER_READ_TIMEOUT_SECS", "-1"),
+            ("SYNC_HTTP_BODY_READ_TIMEOUT_SECS", "100000"),
+        ] {
+            assert!(
+                matches!(
+                    Config::load(&Overrides::default(), &env(&[(name, value)])),
+                    Err(CliError::Config(_))
+                ),
+                "{name}={value}"
+            );
+        }
+    }
+
+    #[test]
     fn group_commit_defaults_and_overrides() {
         assert_eq!(Config::load(&Overrides::default(), &[]).unwrap().group_commit, None);
         let off = Config::load(&Overrides::default(), &env(&[("SYNC_GROUP_COMMIT", "1")])).unwrap();
@@ -390,6 +503,8 @@ mod tests {
         let file: FileConfig = toml::from_str(example).unwrap();
         assert_eq!(file.sync.batch_sizes.poor, 10);
         assert_eq!(file.server.bind.as_deref(), Some("0.0.0.0:8080"));
+        assert!(file.http.problems().is_empty());
+        assert_eq!(file.http, HttpConfig::default());
         assert!(file.sync.problems().is_empty());
         assert!(file.limits.problems().is_empty());
         assert_eq!(file.limits.rate_for("acme"), sync_api::Rate { per_minute: 1200, burst: 240 });

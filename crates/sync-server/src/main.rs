@@ -7,6 +7,7 @@
 mod alloc;
 mod config;
 mod error;
+mod http;
 mod jobs;
 mod tokens;
 
@@ -15,7 +16,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand, ValueEnum};
 use sync_api::{ApiOptions, SyncApi};
 use sync_domain::domains::DomainRegistry;
@@ -374,27 +374,20 @@ async fn serve(config: Config) -> Result<(), CliError> {
 
     tracing::info!(backend = %db.backend(), "listening on http://{address}");
     let closing = live.clone();
-    // No Nagle delay: a live stream writes small events, and each must leave at once rather
-    // than wait up to 40 ms for the acknowledgement of the one before.
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    // One router for every connection: serving a `Router` as it is would rebuild its routes
-    // for each connection (about 40 KiB each, held for as long as a live stream stays open).
-    let served = axum::serve(listener, sync_api::router(api).into_make_service())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Live streams close with "reconnect" (1012) so that graceful shutdown can finish.
-            closing.shutdown();
-        })
-        .await;
+    // One router for every connection, its routes made once: serving a `Router` as it is would
+    // rebuild its routes for each connection (about 40 KiB each, held for as long as a live
+    // stream stays open).
+    let router = sync_api::router(api).with_state(());
+    http::serve(listener, router, &config.http, async move {
+        shutdown_signal().await;
+        // Live streams close with "reconnect" (1012) so that graceful shutdown can finish.
+        closing.shutdown();
+    })
+    .await;
     // Stop the scheduler (and join its leader-lock thread, which holds a connection) whether
     // or not serving failed.
     let _ = stop_jobs.send(true);
     let _ = scheduler.await;
-    served.context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
 }

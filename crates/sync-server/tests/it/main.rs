@@ -7,6 +7,7 @@ mod cli;
 mod console;
 mod e2e;
 mod exit_status;
+mod hostile;
 mod jobs;
 mod nodes;
 mod secrets;
