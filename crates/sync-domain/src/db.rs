@@ -283,6 +283,9 @@ impl fmt::Debug for Database {
     }
 }
 
+/// Longest [`Database::ping`] waits for a connection.
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A SQLite file that exists must be writable (the server writes, and WAL mode needs its
 /// `-shm` and `-wal` beside it): say so plainly rather than "unable to open database file"
 /// after the pool's timeout.
@@ -414,9 +417,12 @@ impl Database {
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
+        Ok(self.pool()?.get()?)
+    }
+
+    fn pool(&self) -> Result<&r2d2::Pool<Manager>> {
         // The pool is only taken out by `Drop`, when no handle is left to call this.
-        let pool = self.inner.pool.as_ref().ok_or_else(|| Error::Unavailable("database closed".into()))?;
-        Ok(pool.get()?)
+        self.inner.pool.as_ref().ok_or_else(|| Error::Unavailable("database closed".into()))
     }
 
     /// Runs the pending embedded migrations of this backend and returns their versions.
@@ -457,7 +463,10 @@ impl Database {
 
     /// Blocking [`Database::ping`].
     pub fn ping_sync(&self) -> Result<Readiness> {
-        let mut conn = self.conn()?;
+        // A readiness probe must answer within its own timeout (a load balancer's is often a
+        // second or two): with the database down the pool would retry for its whole
+        // connection timeout.
+        let mut conn = self.pool()?.get_timeout(PING_TIMEOUT.min(self.pool()?.connection_timeout()))?;
         conn.ping().map_err(Error::from).map_err(|e| match e {
             Error::Database(e) => Error::Unavailable(e.to_string()),
             other => other,
