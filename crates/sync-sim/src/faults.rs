@@ -200,13 +200,7 @@ impl FaultReport {
                 pushes.server_errors
             );
         }
-        for inv in self.all_invariants() {
-            let verdict = if inv.passed { "ok  " } else { "FAIL" };
-            let _ = writeln!(out, "  {verdict} {:<26} checked {:>7}", inv.name, inv.checked);
-            for failure in &inv.failures {
-                let _ = writeln!(out, "         {failure}");
-            }
-        }
+        crate::invariants::write_table(&mut out, self.all_invariants());
         let _ = writeln!(out, "  {}", if self.passed { "PASSED" } else { "FAILED" });
         out
     }
@@ -302,9 +296,35 @@ async fn run_fleet(target: &Target, backend: Backend, options: &FaultOptions) ->
     Ok(report)
 }
 
-/// A random pause between faults.
-fn pause(rng: &mut StdRng) -> Duration {
-    Duration::from_millis(rng.random_range(1000..=3000))
+/// When faults happen: at random moments, 1 to 3 s apart, for a while.
+struct Schedule {
+    started: Instant,
+    duration: Duration,
+}
+
+impl Schedule {
+    fn new(duration: Duration) -> Self {
+        Schedule { started: Instant::now(), duration }
+    }
+
+    /// Waits for the next fault's moment and returns it (seconds since the start), or `None`
+    /// once the next one would fall after the end.
+    async fn next(&self, rng: &mut StdRng) -> Option<f64> {
+        let wait = Duration::from_millis(rng.random_range(1000..=3000));
+        if self.started.elapsed() + wait >= self.duration {
+            return None;
+        }
+        tokio::time::sleep(wait).await;
+        Some(self.started.elapsed().as_secs_f64())
+    }
+}
+
+/// The HTTP client of the `/readyz` probes.
+fn probe_client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(PROBE_TIMEOUT)
+        .build()
+        .map_err(|e| Error::Server(format!("cannot build an HTTP client: {e}")))
 }
 
 /// Kills the server with SIGKILL at random moments for `duration`, starting it again each
@@ -314,16 +334,10 @@ async fn crash(
     duration: Duration,
     rng: &mut StdRng,
 ) -> (Vec<FaultEvent>, Probes) {
-    let started = Instant::now();
+    let schedule = Schedule::new(duration);
     let mut events = Vec::new();
-    loop {
-        let wait = pause(rng);
-        if started.elapsed() + wait >= duration {
-            break;
-        }
-        tokio::time::sleep(wait).await;
+    while let Some(at_sec) = schedule.next(rng).await {
         let down = Duration::from_millis(rng.random_range(0..=500));
-        let at_sec = started.elapsed().as_secs_f64();
         let recovery = server.crash_and_restart(down).await;
         if let Err(e) = &recovery {
             eprintln!("the server did not come back after a crash: {e}");
@@ -351,20 +365,11 @@ struct Outage<'a> {
 
 impl Outage<'_> {
     async fn run(&self, duration: Duration, rng: &mut StdRng) -> Result<(Vec<FaultEvent>, Probes)> {
-        let started = Instant::now();
+        let schedule = Schedule::new(duration);
         let mut events = Vec::new();
         let mut probes = Probes::default();
-        let http = reqwest::Client::builder()
-            .timeout(PROBE_TIMEOUT)
-            .build()
-            .map_err(|e| Error::Server(format!("cannot build an HTTP client: {e}")))?;
-        loop {
-            let wait = pause(rng);
-            if started.elapsed() + wait >= duration {
-                break;
-            }
-            tokio::time::sleep(wait).await;
-            let at_sec = started.elapsed().as_secs_f64();
+        let http = probe_client()?;
+        while let Some(at_sec) = schedule.next(rng).await {
             let (what, lasted) = if self.restart_cluster {
                 let down = Duration::from_millis(rng.random_range(1000..=3000));
                 pg_cluster("stop")?;
@@ -533,20 +538,11 @@ async fn fill(
     duration: Duration,
     rng: &mut StdRng,
 ) -> Result<(Vec<FaultEvent>, Probes)> {
-    let started = Instant::now();
+    let schedule = Schedule::new(duration);
     let mut events = Vec::new();
     let mut probes = Probes::default();
-    let http = reqwest::Client::builder()
-        .timeout(PROBE_TIMEOUT)
-        .build()
-        .map_err(|e| Error::Server(format!("cannot build an HTTP client: {e}")))?;
-    loop {
-        let wait = pause(rng);
-        if started.elapsed() + wait >= duration {
-            break;
-        }
-        tokio::time::sleep(wait).await;
-        let at_sec = started.elapsed().as_secs_f64();
+    let http = probe_client()?;
+    while let Some(at_sec) = schedule.next(rng).await {
         let hold = Duration::from_millis(rng.random_range(1000..=2500));
         let filler = disk.fill()?;
         let full_since = Instant::now();
@@ -591,7 +587,9 @@ fn readyz_saw_outage(probes: &Probes, outages: usize) -> Invariant {
         inv.fail(|| format!("{} /readyz answer(s) were neither 200 nor 503 with Retry-After", probes.other));
     }
     if probes.unreachable > 0 {
-        inv.fail(|| format!("{} /readyz probe(s) got no answer within {PROBE_TIMEOUT:?}", probes.unreachable));
+        inv.fail(|| {
+            format!("{} /readyz probe(s) got no answer within {PROBE_TIMEOUT:?}", probes.unreachable)
+        });
     }
     if outages > 0 && probes.unavailable == 0 {
         inv.fail(|| format!("/readyz never answered 503 during {outages} database outage(s)"));

@@ -137,6 +137,23 @@ impl Invariant {
     }
 }
 
+/// Writes `invariants` as lines of a terminal table: the verdict, the name, how much was
+/// checked and any note, then the failures listed.
+pub fn write_table<'a>(out: &mut String, invariants: impl IntoIterator<Item = &'a Invariant>) {
+    use std::fmt::Write as _;
+    for inv in invariants {
+        let verdict = if inv.passed { "ok  " } else { "FAIL" };
+        let note = inv.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+        let _ = writeln!(out, "  {verdict} {:<26} {} checked{note}", inv.name, inv.checked);
+        for failure in &inv.failures {
+            let _ = writeln!(out, "         - {failure}");
+        }
+        if inv.failure_count > inv.failures.len() as u64 {
+            let _ = writeln!(out, "         … and {} more", inv.failure_count - inv.failures.len() as u64);
+        }
+    }
+}
+
 /// A device's final holdings: `(device id, unit, replica)`.
 pub type Holdings<'a> = (&'a str, &'a str, &'a HashMap<RecordId, Held>);
 

@@ -282,18 +282,7 @@ impl Report {
             ),
         );
         let _ = writeln!(out, "invariants:");
-        for inv in &self.invariants {
-            let verdict = if inv.passed { "ok  " } else { "FAIL" };
-            let note = inv.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
-            let _ = writeln!(out, "  {verdict} {:<24} {} checked{note}", inv.name, inv.checked);
-            for failure in &inv.failures {
-                let _ = writeln!(out, "         - {failure}");
-            }
-            if inv.failure_count > inv.failures.len() as u64 {
-                let _ =
-                    writeln!(out, "         … and {} more", inv.failure_count - inv.failures.len() as u64);
-            }
-        }
+        crate::invariants::write_table(&mut out, &self.invariants);
         let _ = writeln!(out, "result: {}", if self.passed { "PASS" } else { "FAIL" });
         out
     }

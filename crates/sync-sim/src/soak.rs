@@ -100,13 +100,7 @@ impl SoakReport {
             );
         }
         let all = self.fleets.iter().flat_map(|f| f.invariants.iter()).chain(&self.invariants);
-        for inv in all {
-            let verdict = if inv.passed { "ok  " } else { "FAIL" };
-            let _ = writeln!(out, "  {verdict} {:<26} checked {:>7}", inv.name, inv.checked);
-            for failure in &inv.failures {
-                let _ = writeln!(out, "         {failure}");
-            }
-        }
+        crate::invariants::write_table(&mut out, all);
         let _ = writeln!(out, "  {}", if self.passed { "PASSED" } else { "FAILED" });
         out
     }
