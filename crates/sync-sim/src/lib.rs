@@ -19,6 +19,7 @@ pub mod charts;
 pub mod client;
 pub mod device;
 pub mod error;
+pub mod hostile;
 pub mod invariants;
 pub mod live_bench;
 pub mod network;

@@ -115,6 +115,11 @@ impl ServerProcess {
         }
     }
 
+    /// The server's process id (for more of `/proc` than the figures here).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Where to send requests.
     pub fn base_url(&self) -> &str {
         &self.base_url
