@@ -33,10 +33,11 @@ tasks:
   bench [--database sqlite|postgres|all] [--quick]
                           the end-to-end benchmark; writes its section of docs/benchmarks.md
                           and its SVG charts next to it
-  faults --scenario crash|db-restart|disk-full [--duration 30s] [--database sqlite|postgres|all]
+  faults --scenario crash|db-restart|disk-full|hostile [--duration 30s] [--database sqlite|postgres|all]
          [--devices N] [--restart-cluster] [--json report.json]
                           a fault scenario under a 32-device push load: SIGKILL and restart, the
-                          database's connections cut (or its cluster restarted), a full disk;
+                          database's connections cut (or its cluster restarted), a full disk,
+                          slow and abusive clients;
                           exits non-zero when an invariant fails (docs/reliability.md)
   soak [--duration 30m] [--database sqlite|postgres|all] [--json soak.json]
                           a realistic mixed fleet for a long while: the server's memory, descriptors,
@@ -174,7 +175,8 @@ fn test_env(backend: &str) -> Result<Vec<(&'static str, &str)>> {
 }
 
 /// The short version of each fault scenario (issue 19), on the debug binaries the tests
-/// built: a few crashes on each backend, PostgreSQL's connections cut, a full disk. The full
+/// built: a few crashes on each backend, PostgreSQL's connections cut, a full disk, hostile
+/// clients. The full
 /// runs are `cargo xtask faults` (docs/reliability.md).
 fn fault_smoke() -> Result<()> {
     let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
@@ -183,12 +185,18 @@ fn fault_smoke() -> Result<()> {
     // Mounting the small disk needs root; CI has it, a developer's machine may not.
     let root_user = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
     let in_ci = env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
-    let mut runs = vec![("crash", "all"), ("db-restart", "postgres")];
+    let mut runs = vec![("crash", "all"), ("db-restart", "postgres"), ("hostile", "sqlite")];
     if root_user || in_ci {
         runs.push(("disk-full", "sqlite"));
     } else {
         eprintln!("not root: skipping the disk-full fault scenario (it mounts a small tmpfs)");
     }
+    // Short server timeouts, so that the hostile run's slow clients are cut within seconds.
+    let timeouts = [
+        ("SYNC_HTTP_HEADER_READ_TIMEOUT_SECS", "2"),
+        ("SYNC_HTTP_BODY_READ_TIMEOUT_SECS", "3"),
+        ("SYNC_HTTP_IDLE_TIMEOUT_SECS", "4"),
+    ];
     for (scenario, database) in runs {
         let args =
             ["faults", "--scenario", scenario, "--database", database, "--duration", "8s", "--devices", "16"];
@@ -198,6 +206,7 @@ fn fault_smoke() -> Result<()> {
             .arg("--server-bin")
             .arg(&server)
             .envs([("SYNC_REQUIRE_POSTGRES", "1")])
+            .envs(timeouts)
             .current_dir(root())
             .status()
             .with_context(|| format!("running {}", sim.display()))?;

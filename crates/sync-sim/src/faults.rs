@@ -1,6 +1,6 @@
 //! Fault scenarios: a 32-device push load while the server is killed, its database restarted
-//! or its storage filled, then the simulator's invariants and the fault's
-//! own. `sync-sim faults --scenario crash|db-restart|disk-full`.
+//! or its storage filled, and hostile clients; then the simulator's invariants and the fault's
+//! own. `sync-sim faults --scenario crash|db-restart|disk-full|hostile`.
 //!
 //! - **crash**: the server is killed with SIGKILL at random moments and started again on the
 //!   same database and port; devices retry with their idempotency keys. The fleet's
@@ -15,6 +15,8 @@
 //! - **disk-full** (SQLite): the database lives on a small tmpfs that a filler file fills now
 //!   and then; writes must get 503 with `Retry-After`, the file must pass `PRAGMA
 //!   integrity_check`, and the server must recover when the space returns.
+//! - **hostile**: slow, silent, oversized and abusive clients beside a well-behaved device
+//!   ([`crate::hostile`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -50,16 +52,19 @@ pub enum FaultKind {
     Crash,
     DbRestart,
     DiskFull,
+    Hostile,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 3] = [FaultKind::Crash, FaultKind::DbRestart, FaultKind::DiskFull];
+    pub const ALL: [FaultKind; 4] =
+        [FaultKind::Crash, FaultKind::DbRestart, FaultKind::DiskFull, FaultKind::Hostile];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             FaultKind::Crash => "crash",
             FaultKind::DbRestart => "db-restart",
             FaultKind::DiskFull => "disk-full",
+            FaultKind::Hostile => "hostile",
         }
     }
 
@@ -69,7 +74,7 @@ impl FaultKind {
         match self {
             FaultKind::DbRestart => backend == Backend::Postgres,
             FaultKind::DiskFull => backend == Backend::Sqlite,
-            FaultKind::Crash => true,
+            FaultKind::Crash | FaultKind::Hostile => true,
         }
     }
 }
@@ -148,7 +153,11 @@ pub struct FaultReport {
     /// The fleet's own report (every scenario but hostile).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<Report>,
-    /// The fault's own invariants (the fleet's are in `fleet`).
+    /// What the hostile clients did and measured (the hostile scenario).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostile: Option<crate::hostile::HostileReport>,
+    /// The fault's own invariants (the fleet's are in `fleet`, the hostile clients' in
+    /// `hostile`).
     pub invariants: Vec<Invariant>,
     pub passed: bool,
 }
@@ -156,20 +165,24 @@ pub struct FaultReport {
 impl FaultReport {
     /// Every invariant, the fleet's and the fault's.
     pub fn all_invariants(&self) -> impl Iterator<Item = &Invariant> {
-        self.fleet.iter().flat_map(|r| r.invariants.iter()).chain(&self.invariants)
+        let fleet = self.fleet.iter().flat_map(|r| r.invariants.iter());
+        let hostile = self.hostile.iter().flat_map(|h| h.invariants.iter());
+        fleet.chain(hostile).chain(&self.invariants)
     }
 
     /// The report as a table for the terminal.
     pub fn to_table(&self) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
+        let faults = if self.hostile.is_some() {
+            String::new()
+        } else {
+            format!("{} fault(s) in ", self.faults.len())
+        };
         let _ = writeln!(
             out,
-            "fault scenario {} on {}: {} fault(s) in {:.0}s",
-            self.scenario,
-            self.backend,
-            self.faults.len(),
-            self.duration_sec
+            "fault scenario {} on {}: {faults}{:.0}s",
+            self.scenario, self.backend, self.duration_sec
         );
         for event in &self.faults {
             let recovery = event.recovery_ms.map_or_else(|| "never".to_owned(), |ms| format!("{ms} ms"));
@@ -200,6 +213,40 @@ impl FaultReport {
                 pushes.server_errors
             );
         }
+        if let Some(h) = &self.hostile {
+            let mib = |b: Option<u64>| {
+                b.map_or_else(|| "?".to_owned(), |b| format!("{:.0} MiB", b as f64 / 1048576.0))
+            };
+            let _ = writeln!(
+                out,
+                "  memory: {} at rest, {} at most under attack, {} afterwards; {} hostile connections at once",
+                mib(h.memory.rss_at_rest_bytes),
+                mib(h.memory.rss_peak_during_attacks_bytes),
+                mib(h.memory.rss_after_bytes),
+                h.connections_held_peak
+            );
+            for (name, held) in
+                [("slowloris", &h.slowloris), ("slow bodies", &h.slow_bodies), ("idle", &h.idle_connections)]
+            {
+                let _ = writeln!(
+                    out,
+                    "  {name}: {} connections, {} closed by the server, held p50 {:.1} s / max {:.1} s",
+                    held.connections,
+                    held.closed,
+                    held.survived.p50_ms / 1000.0,
+                    held.survived.max_ms / 1000.0
+                );
+            }
+            let g = &h.good_client;
+            let _ = writeln!(
+                out,
+                "  good device push p99: {:.1} ms alone, {:.1} ms under attack, {:.1} ms during the flood of {} changes",
+                g.push_before.p99_ms,
+                g.push_during_attacks.p99_ms,
+                g.push_during_flood.p99_ms,
+                h.flood.changes
+            );
+        }
         crate::invariants::write_table(&mut out, self.all_invariants());
         let _ = writeln!(out, "  {}", if self.passed { "PASSED" } else { "FAILED" });
         out
@@ -213,7 +260,13 @@ pub async fn run(binary: &Path, backend: Backend, options: &FaultOptions) -> Res
     }
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(options.seed);
+    let mut hostile = None;
     let (fleet, faults, readyz, invariants) = match options.kind {
+        FaultKind::Hostile => {
+            let server = ServerProcess::start(binary, backend).await?;
+            hostile = Some(crate::hostile::run(&server, options.duration).await?);
+            (None, Vec::new(), Probes::default(), Vec::new())
+        }
         FaultKind::Crash => {
             let mut server = ServerProcess::start(binary, backend).await?;
             let target = server.target();
@@ -269,6 +322,7 @@ pub async fn run(binary: &Path, backend: Backend, options: &FaultOptions) -> Res
         faults,
         readyz,
         fleet,
+        hostile,
         invariants,
         passed,
     })

@@ -20,6 +20,7 @@ pub mod client;
 pub mod device;
 pub mod error;
 pub mod faults;
+pub mod hostile;
 pub mod invariants;
 pub mod live_bench;
 pub mod network;

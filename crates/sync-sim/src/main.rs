@@ -142,7 +142,8 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct FaultArgs {
-    /// crash, db-restart (PostgreSQL) or disk-full (SQLite, needs root to mount a tmpfs).
+    /// crash, db-restart (PostgreSQL), disk-full (SQLite, needs root to mount a tmpfs) or
+    /// hostile (slow and abusive clients; the server's timeouts from SYNC_HTTP_* here).
     #[arg(long)]
     scenario: String,
     /// How long faults are injected under load, e.g. 30s (the fleet's drain comes after).
