@@ -985,15 +985,7 @@ async fn seed_a(app: &TestApp) {
         .send()
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    let r = app
-        .req()
-        .method(Method::PUT)
-        .path("/api/v1/sync/policies/ticket")
-        .bearer(&app.admin)
-        .json(&json!({"policy": "manual"}))
-        .send()
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    tickets_wait_for_an_admin(app).await;
     // More changes than B makes: B's cursors fall inside A's history.
     let mut body = task_push("a-dev-1", &(1..=30).collect::<Vec<_>>(), "A task");
     for (i, change) in body["changes"].as_array_mut().unwrap().iter_mut().enumerate() {
@@ -1387,15 +1379,7 @@ fn tenant_isolation(backend: Backend) {
 async fn live_streams_stay_in_their_tenant(world: &Isolation) {
     let app = &world.app;
     // The cases may have changed A's policies: tickets wait for an admin again.
-    let r = app
-        .req()
-        .method(Method::PUT)
-        .path("/api/v1/sync/policies/ticket")
-        .bearer(&app.admin)
-        .json(&json!({"policy": "manual"}))
-        .send()
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    tickets_wait_for_an_admin(app).await;
     let listener = listen(app).await;
     let b_cursor = world.b.cursors.iter().max_by_key(|c| Cursor::parse(c).map(|c| c.seq())).unwrap().clone();
     let head = app.get("/api/v1/sync/pull?limit=1000", &app.admin).await.json()["cursor"]
@@ -2048,4 +2032,17 @@ fn unit_scoping_sqlite() {
 #[test]
 fn unit_scoping_postgres() {
     unit_scoping(Backend::Postgres);
+}
+
+/// Tenant A's ticket conflicts wait for an admin (policy `manual`).
+async fn tickets_wait_for_an_admin(app: &TestApp) {
+    let r = app
+        .req()
+        .method(Method::PUT)
+        .path("/api/v1/sync/policies/ticket")
+        .bearer(&app.admin)
+        .json(&json!({"policy": "manual"}))
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
