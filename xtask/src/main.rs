@@ -187,9 +187,9 @@ fn fault_smoke() -> Result<()> {
     let in_ci = env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
     // (scenario, backends, seconds): the hostile run's flood grows with its length.
     let mut runs =
-        vec![("crash", "all", "8s"), ("db-restart", "postgres", "8s"), ("hostile", "sqlite", "4s")];
+        vec![("crash", "all", "5s"), ("db-restart", "postgres", "5s"), ("hostile", "sqlite", "4s")];
     if root_user || in_ci {
-        runs.push(("disk-full", "sqlite", "8s"));
+        runs.push(("disk-full", "sqlite", "5s"));
     } else {
         eprintln!("not root: skipping the disk-full fault scenario (it mounts a small tmpfs)");
     }
@@ -209,7 +209,7 @@ fn fault_smoke() -> Result<()> {
             "--duration",
             duration,
             "--devices",
-            "16",
+            "8",
         ];
         eprintln!("$ {} {}", sim.display(), args.join(" "));
         let status = Command::new(&sim)
