@@ -466,7 +466,8 @@ impl Database {
         // A readiness probe must answer within its own timeout (a load balancer's is often a
         // second or two): with the database down the pool would retry for its whole
         // connection timeout.
-        let mut conn = self.pool()?.get_timeout(PING_TIMEOUT.min(self.pool()?.connection_timeout()))?;
+        let pool = self.pool()?;
+        let mut conn = pool.get_timeout(PING_TIMEOUT.min(pool.connection_timeout()))?;
         conn.ping().map_err(Error::from).map_err(|e| match e {
             Error::Database(e) => Error::Unavailable(e.to_string()),
             other => other,

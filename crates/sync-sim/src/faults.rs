@@ -280,10 +280,8 @@ pub async fn run(binary: &Path, backend: Backend, options: &FaultOptions) -> Res
         }
         FaultKind::DbRestart => {
             // The server's connections carry a name of their own, so that only they are cut.
-            let tag = format!("syncforge-faults-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-            let db = ServerDb::fresh(backend)?;
-            let url = with_param(db.url(), "application_name", &tag);
-            let server = ServerProcess::start_on(binary, db.with_url(url), &[]).await?;
+            let (db, tag) = ServerDb::fresh_named(backend, "syncforge-faults")?;
+            let server = ServerProcess::start_on(binary, db, &[]).await?;
             let target = server.target();
             let outage = Outage { server: &server, tag: &tag, restart_cluster: options.restart_cluster };
             let (fleet, injected) =
@@ -673,12 +671,6 @@ async fn integrity(database: &Database) -> Invariant {
         Err(e) => inv.fail(|| format!("PRAGMA integrity_check could not run: {e}")),
     }
     inv
-}
-
-/// `url` with a query parameter added.
-pub(crate) fn with_param(url: &str, name: &str, value: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{name}={value}")
 }
 
 fn millis(d: Duration) -> u64 {

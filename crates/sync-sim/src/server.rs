@@ -63,10 +63,17 @@ impl ServerDb {
         ServerDb { url, database, _test: None }
     }
 
-    /// The same database, the server started with `url` instead (e.g. one that names the
-    /// connections with `application_name`).
-    pub fn with_url(self, url: String) -> ServerDb {
-        ServerDb { url, ..self }
+    /// A fresh test database of `backend` whose server names its PostgreSQL connections
+    /// `<prefix>-<random>` (`application_name`), so that they can be found in
+    /// `pg_stat_activity`; and that name. On SQLite the name is made but not used.
+    pub fn fresh_named(backend: Backend, prefix: &str) -> Result<(ServerDb, String)> {
+        let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut db = ServerDb::fresh(backend)?;
+        if backend == Backend::Postgres {
+            let sep = if db.url.contains('?') { '&' } else { '?' };
+            db.url = format!("{}{sep}application_name={name}", db.url);
+        }
+        Ok((db, name))
     }
 
     /// The URL the server is started with.

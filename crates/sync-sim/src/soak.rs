@@ -130,15 +130,7 @@ pub async fn run(
     duration: Duration,
     every: Duration,
 ) -> Result<SoakReport> {
-    let tag = format!("syncforge-soak-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let db = ServerDb::fresh(backend)?;
-    let db = match backend {
-        Backend::Postgres => {
-            let url = crate::faults::with_param(db.url(), "application_name", &tag);
-            db.with_url(url)
-        }
-        Backend::Sqlite => db,
-    };
+    let (db, tag) = ServerDb::fresh_named(backend, "syncforge-soak")?;
     let server = ServerProcess::start_on(binary, db, &[]).await?;
     let target = server.target();
     let started = Instant::now();
