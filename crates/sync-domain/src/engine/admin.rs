@@ -7,9 +7,10 @@ use uuid::Uuid;
 
 use super::{
     SyncEngine,
+    decide::NewVersion,
     health::{SyncRecord, elapsed_ms, record_sync},
     pull::record_envelope,
-    push::{effective_policy, record_state},
+    push::{effective_policy, record_state, write_versions},
 };
 use crate::{
     Error, Result,
@@ -211,22 +212,17 @@ impl SyncEngine {
                     }
                 }
                 let now_us = micros::from_datetime(now);
-                let seq = store::allocate_seqs(conn, tenant, 1)?;
-                let new = store::RecordRow {
-                    version: row.version + 1,
-                    data: serde_json::to_string(&chosen.data)?,
-                    deleted: chosen.deleted,
-                    modified_at: micros::from_datetime(chosen.modified_at.max(current.modified_at)),
-                    server_modified_at: now_us,
-                    modified_by_device: chosen.device_id.clone(),
-                    seq,
-                    ..row
+                let version = row.version + 1;
+                let modified_at = chosen.modified_at.max(current.modified_at);
+                let write = NewVersion {
+                    version,
+                    state: RecordState { modified_at, ..chosen },
+                    bu: row.bu,
+                    priority: row.priority,
                 };
-                store::upsert_records(conn, std::slice::from_ref(&new))?;
-                store::insert_versions(conn, &[new.to_version(now_us)])?;
-                let mut fact = Committed::new(CommitKind::Changes, tenant, seq);
-                fact.domains.insert(new.domain.clone());
-                fact.units.insert(new.bu.clone());
+                let (fact, mut rows) = write_versions(conn, tenant, &[(key, write)], now_us)?
+                    .ok_or_else(|| Error::Internal("resolving wrote no version".into()))?;
+                let new = rows.pop().ok_or_else(|| Error::Internal("resolving wrote no row".into()))?;
                 engine.notify_in_tx(conn, &fact)?;
                 let winner = match request.choose {
                     Choice::Client => store::Winner::Client,

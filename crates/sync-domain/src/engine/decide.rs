@@ -311,3 +311,373 @@ fn client_state(ctx: &ChangeContext<'_>) -> Result<RecordState, Box<Decision>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The decision table: one row per rule of `decide`, each stating what is stored, what
+    //! the change asks, the policy, and the outcome, version, write and conflict expected.
+
+    use serde_json::{Value, json};
+    use sync_conflict::{EffectivePolicy, Policy, PolicySource, RecordState, Winner};
+    use time::macros::datetime;
+    use uuid::Uuid;
+
+    use super::{ChangeContext, Current, decide};
+    use crate::domains::DomainRegistry;
+    use crate::protocol::{Change, Op, Outcome};
+
+    const STORED_AT: time::OffsetDateTime = datetime!(2026-01-01 08:00 UTC);
+    const EDITED_AT: time::OffsetDateTime = datetime!(2026-01-01 09:00 UTC);
+
+    struct Case {
+        name: &'static str,
+        domain: &'static str,
+        /// The stored version and data, if the record exists.
+        stored: Option<(i64, Value)>,
+        stored_bu: Option<&'static str>,
+        /// The data at version 1, kept in the history.
+        history: Option<Value>,
+        op: Op,
+        base_version: i64,
+        /// `data` of an upsert, `patch` of a patch.
+        body: Option<Value>,
+        bu: Option<&'static str>,
+        units: Option<&'static [&'static str]>,
+        policy: Policy,
+        auto_resolve: bool,
+        // What is expected.
+        outcome: Outcome,
+        version: Option<i64>,
+        /// The data written (`Some(Value::Null)`: a tombstone), `None` when nothing is.
+        written: Option<Value>,
+        error: Option<&'static str>,
+        winner: Option<Winner>,
+    }
+
+    fn row() -> Case {
+        Case {
+            name: "",
+            domain: "task",
+            stored: None,
+            stored_bu: None,
+            history: None,
+            op: Op::Upsert,
+            base_version: 0,
+            body: None,
+            bu: None,
+            units: None,
+            policy: Policy::ClientWins,
+            auto_resolve: true,
+            outcome: Outcome::Applied,
+            version: None,
+            written: None,
+            error: None,
+            winner: None,
+        }
+    }
+
+    fn task(title: &str, status: &str) -> Value {
+        json!({"title": title, "status": status})
+    }
+
+    fn table() -> Vec<Case> {
+        let v2 = || Some((2, task("stored", "INPROGRESS")));
+        vec![
+            Case {
+                name: "a new record is written at version 1",
+                body: Some(task("new", "ASSIGNED")),
+                version: Some(1),
+                written: Some(task("new", "ASSIGNED")),
+                ..row()
+            },
+            Case {
+                name: "an edit of the stored version is applied",
+                stored: v2(),
+                base_version: 2,
+                body: Some(task("edited", "COMPLETED")),
+                version: Some(3),
+                written: Some(task("edited", "COMPLETED")),
+                ..row()
+            },
+            Case {
+                name: "repeating the stored state is no change, whatever the base",
+                stored: v2(),
+                base_version: 1,
+                body: Some(task("stored", "INPROGRESS")),
+                version: Some(2),
+                ..row()
+            },
+            Case {
+                name: "a stale base under client_wins writes the client's state",
+                stored: v2(),
+                base_version: 1,
+                body: Some(task("mine", "INPROGRESS")),
+                outcome: Outcome::ClientWon,
+                version: Some(3),
+                written: Some(task("mine", "INPROGRESS")),
+                winner: Some(Winner::Client),
+                ..row()
+            },
+            Case {
+                name: "a stale base under server_wins keeps the stored state",
+                stored: v2(),
+                base_version: 1,
+                body: Some(task("mine", "INPROGRESS")),
+                policy: Policy::ServerWins,
+                outcome: Outcome::ServerWon,
+                version: Some(2),
+                winner: Some(Winner::Server),
+                ..row()
+            },
+            Case {
+                name: "a stale base under manual waits for an admin",
+                stored: v2(),
+                base_version: 1,
+                body: Some(task("mine", "INPROGRESS")),
+                policy: Policy::Manual,
+                outcome: Outcome::ManualRequired,
+                version: Some(2),
+                winner: Some(Winner::None),
+                ..row()
+            },
+            Case {
+                name: "auto_resolve off makes any policy manual",
+                stored: v2(),
+                base_version: 1,
+                body: Some(task("mine", "INPROGRESS")),
+                auto_resolve: false,
+                outcome: Outcome::ManualRequired,
+                version: Some(2),
+                winner: Some(Winner::None),
+                ..row()
+            },
+            Case {
+                name: "field_merge keeps each side's own field",
+                stored: Some((2, task("server title", "ASSIGNED"))),
+                history: Some(task("old", "ASSIGNED")),
+                base_version: 1,
+                body: Some(task("old", "INPROGRESS")),
+                policy: Policy::FieldMerge,
+                outcome: Outcome::Merged,
+                version: Some(3),
+                written: Some(task("server title", "INPROGRESS")),
+                winner: Some(Winner::Merged),
+                ..row()
+            },
+            Case {
+                name: "a negative base is invalid",
+                base_version: -1,
+                body: Some(task("new", "ASSIGNED")),
+                outcome: Outcome::Invalid,
+                error: Some("validation"),
+                ..row()
+            },
+            Case {
+                name: "a record of another unit cannot be written",
+                stored: v2(),
+                stored_bu: Some("south"),
+                base_version: 2,
+                body: Some(task("edited", "INPROGRESS")),
+                units: Some(&["north"]),
+                outcome: Outcome::Invalid,
+                error: Some("forbidden_unit"),
+                ..row()
+            },
+            Case {
+                name: "a record cannot be moved into another unit",
+                body: Some(task("new", "ASSIGNED")),
+                bu: Some("south"),
+                units: Some(&["north"]),
+                outcome: Outcome::Invalid,
+                error: Some("forbidden_unit"),
+                ..row()
+            },
+            Case {
+                name: "a patch of the stored version is applied to it",
+                stored: v2(),
+                op: Op::Patch,
+                base_version: 2,
+                body: Some(json!([{"op": "replace", "path": "/status", "value": "COMPLETED"}])),
+                version: Some(3),
+                written: Some(task("stored", "COMPLETED")),
+                ..row()
+            },
+            Case {
+                name: "a patch of an absent record is not_found",
+                op: Op::Patch,
+                base_version: 1,
+                body: Some(json!([{"op": "replace", "path": "/status", "value": "COMPLETED"}])),
+                outcome: Outcome::Invalid,
+                error: Some("not_found"),
+                ..row()
+            },
+            Case {
+                name: "a patch of a version no longer kept is base_unavailable",
+                stored: v2(),
+                op: Op::Patch,
+                base_version: 1,
+                body: Some(json!([{"op": "replace", "path": "/status", "value": "COMPLETED"}])),
+                outcome: Outcome::Invalid,
+                error: Some("base_unavailable"),
+                ..row()
+            },
+            Case {
+                name: "a patch that does not apply is invalid_patch",
+                stored: v2(),
+                op: Op::Patch,
+                base_version: 2,
+                body: Some(json!([{"op": "test", "path": "/status", "value": "ASSIGNED"}])),
+                outcome: Outcome::Invalid,
+                error: Some("invalid_patch"),
+                ..row()
+            },
+            Case {
+                name: "upsert data must be an object",
+                body: Some(json!([1, 2])),
+                outcome: Outcome::Invalid,
+                error: Some("validation"),
+                ..row()
+            },
+            Case {
+                name: "upsert without data is invalid",
+                outcome: Outcome::Invalid,
+                error: Some("validation"),
+                ..row()
+            },
+            Case {
+                name: "the domain's own validation runs",
+                body: Some(task("", "ASSIGNED")),
+                outcome: Outcome::Invalid,
+                error: Some("validation"),
+                ..row()
+            },
+            Case {
+                name: "a delete writes a tombstone",
+                stored: v2(),
+                op: Op::Delete,
+                base_version: 2,
+                version: Some(3),
+                written: Some(Value::Null),
+                ..row()
+            },
+            Case {
+                name: "a new record must start where its workflow starts",
+                body: Some(task("new", "COMPLETED")),
+                outcome: Outcome::Invalid,
+                error: Some("invalid_transition"),
+                ..row()
+            },
+            Case {
+                name: "a closed ticket cannot be reopened",
+                domain: "ticket",
+                stored: Some((2, json!({"title": "t", "status": "CLOSED"}))),
+                base_version: 2,
+                body: Some(json!({"title": "t", "status": "OPEN"})),
+                outcome: Outcome::Invalid,
+                error: Some("invalid_transition"),
+                ..row()
+            },
+        ]
+    }
+
+    fn object(value: Value) -> serde_json::Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("test data must be an object, not {other}"),
+        }
+    }
+
+    #[test]
+    fn every_row_of_the_decision_table() {
+        let registry = DomainRegistry::builtin();
+        for case in table() {
+            let service = registry.get(case.domain).expect("a built-in domain");
+            let current = case.stored.clone().map(|(version, data)| Current {
+                version,
+                state: RecordState::new(object(data), STORED_AT, "server-device"),
+                bu: case.stored_bu.map(str::to_owned),
+                priority: sync_model::Priority::default(),
+            });
+            let history = case.history.clone().map(|data| RecordState::new(object(data), STORED_AT, "d0"));
+            let version_state = |version: i64| if version == 1 { history.clone() } else { None };
+            let (data, patch) = match case.op {
+                Op::Patch => (None, case.body.clone()),
+                _ => (case.body.clone(), None),
+            };
+            let change = Change {
+                domain: case.domain.to_owned(),
+                mobile_id: Uuid::nil(),
+                base_version: case.base_version,
+                op: case.op,
+                data,
+                patch,
+                modified_at: EDITED_AT,
+                priority: None,
+                bu: case.bu.map(str::to_owned),
+            };
+            let units: Option<Vec<String>> = case.units.map(|u| u.iter().map(|s| (*s).to_owned()).collect());
+            let decision = decide(&ChangeContext {
+                change: &change,
+                service: service.as_ref(),
+                current: current.as_ref(),
+                version_state: &version_state,
+                policy: EffectivePolicy {
+                    policy: case.policy,
+                    configured: case.policy,
+                    auto_resolve: case.auto_resolve,
+                    notify_on_conflict: false,
+                    source: PolicySource::Tenant,
+                },
+                device_id: "phone",
+                modified_at: EDITED_AT,
+                units: units.as_deref(),
+            });
+            let name = case.name;
+            assert_eq!(decision.outcome, case.outcome, "{name}: outcome");
+            assert_eq!(decision.version, case.version, "{name}: version");
+            assert_eq!(decision.error.as_ref().map(|e| e.code.as_str()), case.error, "{name}: error");
+            assert_eq!(decision.conflict.as_ref().map(|c| c.winner), case.winner, "{name}: winner");
+            let written = decision
+                .write
+                .as_ref()
+                .map(|w| if w.state.deleted { Value::Null } else { Value::Object(w.state.data.clone()) });
+            assert_eq!(written, case.written, "{name}: written");
+            if let Some(write) = &decision.write {
+                assert_eq!(Some(write.version), case.version, "{name}: written version");
+            }
+            if let Some(conflict) = &decision.conflict {
+                assert_eq!(conflict.server_version, case.stored.as_ref().map_or(0, |s| s.0), "{name}");
+                assert_eq!(conflict.client_base_version, case.base_version, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_user_of_one_unit_writes_new_records_into_it() {
+        let registry = DomainRegistry::builtin();
+        let service = registry.get("task").expect("task");
+        let change = Change {
+            domain: "task".into(),
+            mobile_id: Uuid::nil(),
+            base_version: 0,
+            op: Op::Upsert,
+            data: Some(task("new", "ASSIGNED")),
+            patch: None,
+            modified_at: EDITED_AT,
+            priority: None,
+            bu: None,
+        };
+        let units = ["north".to_owned()];
+        let decision = decide(&ChangeContext {
+            change: &change,
+            service: service.as_ref(),
+            current: None,
+            version_state: &|_| None,
+            policy: sync_conflict::effective_policy("task", None),
+            device_id: "phone",
+            modified_at: EDITED_AT,
+            units: Some(&units),
+        });
+        assert_eq!(decision.write.and_then(|w| w.bu).as_deref(), Some("north"));
+    }
+}

@@ -17,7 +17,7 @@ use super::{
 use crate::{
     Error, Result,
     db::DbConnection,
-    live::{self, CommitKind, Committed},
+    live::{CommitKind, Committed},
     micros,
     protocol::{ChangeResult, ConflictSummary, Cursor, Outcome, PushRequest, PushResponse, RecordEnvelope},
     store::{self, ConflictRow, ConflictStatus, IdempotencyRow, Principal, RecordKey, RecordRow},
@@ -250,25 +250,57 @@ impl SyncEngine {
     }
 }
 
+/// One push in its transaction, in four phases: look up the idempotency key (a replay ends
+/// there), load what the changes touch, decide each change (pure), write the new versions,
+/// and record the conflicts, the wake-ups, the idempotency record and the sync event.
 fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<(PushReply, Vec<Committed>)> {
     let principal = ctx.principal;
     let tenant = principal.tenant.as_str();
-    let request = ctx.request;
-    let device_id = request.device_id.as_str();
-
+    let device_id = ctx.request.device_id.as_str();
     if let Some(stored) = store::get_idempotency(conn, tenant, &principal.user, device_id, ctx.key)? {
         if stored.request_hash == ctx.hash {
             return Ok((PushReply { body: stored.response, replayed: true }, Vec::new()));
         }
         return Err(Error::IdempotencyKeyReused);
     }
-    let engine = ctx.engine;
-    let config = &engine.config;
+    let skew = clock_skew(ctx)?;
+    let loaded = load(conn, ctx)?;
+    let plan = plan(ctx, loaded, skew);
     let now_us = micros::from_datetime(ctx.server_now);
+    let written = write_versions(conn, tenant, &plan.writes, now_us)?.map(|(fact, _)| fact);
+    if let Some(fault) = &ctx.engine.fault {
+        fault(ctx.request)?;
+    }
+    record(conn, ctx, plan, written, skew)
+}
 
-    // Clock skew of this device, applied to every change's modified_at.
-    let max_skew = Duration::milliseconds(config.max_clock_skew_ms);
-    let skew = request
+/// What a push's changes touch, read in its transaction.
+struct Loaded {
+    /// The records as they stand (locked on PostgreSQL).
+    current: HashMap<RecordKey, Current>,
+    /// The base versions the changes name, where the record has moved on since.
+    history: HashMap<(RecordKey, i64), RecordState>,
+    /// The tenant's policy overrides, by domain.
+    overrides: HashMap<String, TenantPolicy>,
+}
+
+/// What a push does, decided before anything is written.
+struct Plan {
+    /// One result per change, in request order.
+    results: Vec<ChangeResult>,
+    /// The new versions, in the order decided (a record written twice appears twice).
+    writes: Vec<(RecordKey, NewVersion)>,
+    conflicts: Vec<(RecordKey, ConflictEntry)>,
+    /// Per domain: changes and conflicts.
+    domain_counts: BTreeMap<String, (u64, u64)>,
+    overrides: HashMap<String, TenantPolicy>,
+}
+
+/// The device's clock skew, applied to every change's `modified_at`.
+fn clock_skew(ctx: &PushContext<'_>) -> Result<Duration> {
+    let max_skew = Duration::milliseconds(ctx.engine.config.max_clock_skew_ms);
+    Ok(ctx
+        .request
         .client_time
         .map(|client_time| {
             sync_conflict::correct_clock_skew(ctx.server_now, client_time, ctx.server_now, max_skew)
@@ -276,30 +308,33 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<(PushReply,
         .transpose()
         .map_err(|e| Error::BadRequest { code: "invalid_client_time", message: e.to_string() })?
         .map(|c| c.applied_skew())
-        .unwrap_or(Duration::ZERO);
+        .unwrap_or(Duration::ZERO))
+}
 
-    // Load what the changes touch: current records (locked on PostgreSQL), base versions,
-    // the tenant's policies.
-    let keys: Vec<RecordKey> = request
-        .changes
+/// Phase 1: the current records, the base versions that conflicts need, the tenant's
+/// policies.
+fn load(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<Loaded> {
+    let engine = ctx.engine;
+    let tenant = ctx.principal.tenant.as_str();
+    let changes = &ctx.request.changes;
+    let keys: Vec<RecordKey> = changes
         .iter()
         .filter(|c| engine.domains.get(&c.domain).is_some())
         .map(|c| RecordKey::new(c.domain.clone(), c.mobile_id.to_string()))
         .collect();
-    let mut rows = store::get_records_for_update(conn, tenant, &keys)?;
-    let wanted: Vec<(RecordKey, i64)> = request
-        .changes
+    let rows = store::get_records_for_update(conn, tenant, &keys)?;
+    let wanted: Vec<(RecordKey, i64)> = changes
         .iter()
         .zip(&keys)
         .filter(|(c, key)| c.base_version > 0 && rows.get(*key).is_some_and(|r| r.version != c.base_version))
         .map(|(c, key)| (key.clone(), c.base_version))
         .collect();
-    let mut history: HashMap<(RecordKey, i64), RecordState> = HashMap::new();
+    let mut history = HashMap::new();
     for ((key, version), row) in store::get_versions(conn, tenant, &wanted)? {
         let state = versioned_state(&row.data, row.deleted, row.modified_at, &row.modified_by_device)?;
         history.insert((key, version), state);
     }
-    let overrides: HashMap<String, TenantPolicy> = engine
+    let overrides = engine
         .tenant_policies(conn, tenant)?
         .iter()
         .filter_map(|p| {
@@ -309,19 +344,29 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<(PushReply,
                 .map(|t| (p.domain.clone(), t))
         })
         .collect();
-    let mut current: HashMap<RecordKey, Current> = HashMap::with_capacity(rows.len());
-    for (key, row) in rows.drain() {
+    let mut current = HashMap::with_capacity(rows.len());
+    for (key, row) in rows {
         let state = record_state(&row)?;
         current.insert(key, Current { version: row.version, state, bu: row.bu, priority: row.priority });
     }
+    Ok(Loaded { current, history, overrides })
+}
 
-    let mut results = Vec::with_capacity(request.changes.len());
-    let mut writes: Vec<(RecordKey, NewVersion)> = Vec::new();
-    let mut conflicts: Vec<(RecordKey, ConflictEntry)> = Vec::new();
-    let mut domain_counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+/// Phase 2 (no IO): each change decided in request order, each seeing what the earlier
+/// changes of the push wrote.
+fn plan(ctx: &PushContext<'_>, loaded: Loaded, skew: Duration) -> Plan {
+    let Loaded { mut current, mut history, overrides } = loaded;
+    let request = ctx.request;
+    let mut plan = Plan {
+        results: Vec::with_capacity(request.changes.len()),
+        writes: Vec::new(),
+        conflicts: Vec::new(),
+        domain_counts: BTreeMap::new(),
+        overrides: HashMap::new(),
+    };
     for change in &request.changes {
-        let Some(service) = engine.domains.get(&change.domain) else {
-            results.push(invalid_result(
+        let Some(service) = ctx.engine.domains.get(&change.domain) else {
+            plan.results.push(invalid_result(
                 change,
                 "unknown_domain",
                 format!("unknown domain `{}`", change.domain),
@@ -339,77 +384,103 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<(PushReply,
             current: current.get(&key),
             version_state: &version_state,
             policy,
-            device_id,
+            device_id: &request.device_id,
             modified_at,
-            units: principal.units.as_deref(),
+            units: ctx.principal.units.as_deref(),
         });
-        let counts = domain_counts.entry(change.domain.clone()).or_default();
+        let counts = plan.domain_counts.entry(change.domain.clone()).or_default();
         counts.0 += 1;
         counts.1 += u64::from(decision.conflict.is_some());
-        results.push(result_of(change, &decision, current.get(&key), ctx.server_now));
+        plan.results.push(result_of(change, &decision, current.get(&key), ctx.server_now));
         let Decision { write, conflict, .. } = decision;
         if let Some(conflict) = conflict {
-            conflicts.push((key.clone(), conflict));
+            plan.conflicts.push((key.clone(), conflict));
         }
         if let Some(write) = write {
             // Later changes of this push to the same record see this version.
-            if let Some(previous) = current.get(&key) {
-                history.insert((key.clone(), previous.version), previous.state.clone());
-            }
-            current.insert(
-                key.clone(),
-                Current {
-                    version: write.version,
-                    state: write.state.clone(),
-                    bu: write.bu.clone(),
-                    priority: write.priority,
-                },
-            );
-            writes.push((key, write));
-        }
-    }
-
-    // Sequence numbers are taken last: the counter row stays locked only for the writes.
-    let mut cursor = store::current_seq(conn, tenant)?;
-    let mut facts = Vec::new();
-    if !writes.is_empty() {
-        let count = i64::try_from(writes.len()).map_err(|e| Error::Internal(e.to_string()))?;
-        let first = store::allocate_seqs(conn, tenant, count)?;
-        let mut versions = Vec::with_capacity(writes.len());
-        let mut latest: HashMap<&RecordKey, RecordRow> = HashMap::with_capacity(writes.len());
-        for (offset, (key, write)) in (0..).zip(&writes) {
-            let row = RecordRow {
-                tenant_id: tenant.to_owned(),
-                domain: key.domain.clone(),
-                mobile_id: key.mobile_id.clone(),
+            let next = Current {
                 version: write.version,
-                data: serde_json::to_string(&write.state.data)?,
-                deleted: write.state.deleted,
-                modified_at: micros::from_datetime(write.state.modified_at),
-                server_modified_at: now_us,
-                modified_by_device: write.state.device_id.clone(),
+                state: write.state.clone(),
                 bu: write.bu.clone(),
                 priority: write.priority,
-                seq: first + offset,
             };
-            versions.push(row.to_version(now_us));
-            latest.insert(key, row);
+            if let Some(previous) = current.insert(key.clone(), next) {
+                history.insert((key.clone(), previous.version), previous.state);
+            }
+            plan.writes.push((key, write));
         }
-        cursor = first + count - 1;
-        let mut fact = Committed::new(CommitKind::Changes, tenant, cursor);
-        for row in latest.values() {
-            fact.domains.insert(row.domain.clone());
-            fact.units.insert(row.bu.clone());
-        }
-        facts.push(fact);
-        let mut latest: Vec<RecordRow> = latest.into_values().collect();
-        latest.sort_unstable_by_key(|r| r.seq);
-        store::upsert_records(conn, &latest)?;
-        store::insert_versions(conn, &versions)?;
     }
-    if let Some(fault) = &engine.fault {
-        fault(request)?;
+    plan.overrides = overrides;
+    plan
+}
+
+/// Phase 3, shared with conflict resolution: writes new versions of a tenant's records. The
+/// sequence numbers are taken here, last, so that the tenant's counter row stays locked only
+/// for the writes; each record's latest version becomes its row, every version goes to the
+/// history. Returns the commit's fact and the records' rows as written (by sequence), or
+/// `None` when there is nothing to write.
+pub(crate) fn write_versions(
+    conn: &mut DbConnection,
+    tenant: &str,
+    writes: &[(RecordKey, NewVersion)],
+    now_us: i64,
+) -> Result<Option<(Committed, Vec<RecordRow>)>> {
+    if writes.is_empty() {
+        return Ok(None);
     }
+    let count = i64::try_from(writes.len()).map_err(|e| Error::Internal(e.to_string()))?;
+    let first = store::allocate_seqs(conn, tenant, count)?;
+    let mut versions = Vec::with_capacity(writes.len());
+    let mut latest: HashMap<&RecordKey, RecordRow> = HashMap::with_capacity(writes.len());
+    for (offset, (key, write)) in (0..).zip(writes) {
+        let row = RecordRow {
+            tenant_id: tenant.to_owned(),
+            domain: key.domain.clone(),
+            mobile_id: key.mobile_id.clone(),
+            version: write.version,
+            data: serde_json::to_string(&write.state.data)?,
+            deleted: write.state.deleted,
+            modified_at: micros::from_datetime(write.state.modified_at),
+            server_modified_at: now_us,
+            modified_by_device: write.state.device_id.clone(),
+            bu: write.bu.clone(),
+            priority: write.priority,
+            seq: first + offset,
+        };
+        versions.push(row.to_version(now_us));
+        latest.insert(key, row);
+    }
+    let mut fact = Committed::new(CommitKind::Changes, tenant, first + count - 1);
+    for row in latest.values() {
+        fact.domains.insert(row.domain.clone());
+        fact.units.insert(row.bu.clone());
+    }
+    let mut latest: Vec<RecordRow> = latest.into_values().collect();
+    latest.sort_unstable_by_key(|r| r.seq);
+    store::upsert_records(conn, &latest)?;
+    store::insert_versions(conn, &versions)?;
+    Ok(Some((fact, latest)))
+}
+
+/// Phase 4: the conflict log, the wake-ups, the idempotency record with the response, the
+/// sync event.
+fn record(
+    conn: &mut DbConnection,
+    ctx: &PushContext<'_>,
+    plan: Plan,
+    written: Option<Committed>,
+    skew: Duration,
+) -> Result<(PushReply, Vec<Committed>)> {
+    let principal = ctx.principal;
+    let tenant = principal.tenant.as_str();
+    let device_id = ctx.request.device_id.as_str();
+    let now_us = micros::from_datetime(ctx.server_now);
+    let Plan { results, conflicts, domain_counts, overrides, .. } = plan;
+    let cursor = match &written {
+        Some(fact) => fact.seq,
+        None => store::current_seq(conn, tenant)?,
+    };
+    let mut facts: Vec<Committed> = written.into_iter().collect();
 
     let conflict_rows = conflicts
         .iter()
@@ -431,10 +502,8 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<(PushReply,
         fact.conflicts = told;
         facts.push(fact);
     }
-    if engine.listener.is_some() {
-        for fact in &facts {
-            live::pg_notify(conn, fact.kind, tenant, fact.seq)?;
-        }
+    for fact in &facts {
+        ctx.engine.notify_in_tx(conn, fact)?;
     }
 
     let response = PushResponse { results, cursor: Cursor(cursor).to_string() };
@@ -466,7 +535,7 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<(PushReply,
             success: true,
             duration_ms: elapsed_ms(ctx.started),
             at: ctx.server_now,
-            changes: request.changes.len(),
+            changes: ctx.request.changes.len(),
             conflicts: conflicts.len(),
             manual,
             bytes_raw: usize::try_from(ctx.wire.raw).unwrap_or(usize::MAX),
