@@ -435,7 +435,7 @@ impl Database {
                 DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
                 DbConnection::Pg(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
             }
-            .map_err(|e| Error::Migration(e.to_string()))?;
+            .map_err(Error::Migration)?;
             Ok(applied.iter().map(ToString::to_string).collect())
         })
     }
@@ -449,7 +449,7 @@ impl Database {
                 DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS),
                 DbConnection::Pg(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS),
             }
-            .map_err(|e| Error::Migration(e.to_string()))?;
+            .map_err(Error::Migration)?;
             Ok(reverted.iter().map(ToString::to_string).collect())
         })
     }
@@ -480,7 +480,7 @@ impl Database {
                 .pending_migrations(POSTGRES_MIGRATIONS)
                 .map(|pending| pending.iter().map(|m| m.name().version().to_string()).collect()),
         }
-        .map_err(|e| Error::Migration(e.to_string()))?;
+        .map_err(Error::Migration)?;
         Ok(Readiness { migrations_current: pending.is_empty(), pending })
     }
 

@@ -30,16 +30,19 @@ pub enum Error {
     Database(#[source] DieselError),
     /// Running or reverting migrations failed.
     #[error("migration failed: {0}")]
-    Migration(String),
+    Migration(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The database URL is not `sqlite://…`, `sqlite::memory:` or `postgres://…`.
     #[error("invalid database url: {0}")]
     InvalidUrl(String),
     /// A caller passed a value that the storage layer refuses (for example `allocate_seqs(0)`).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// A stored value could not be decoded (JSON column, enum text).
+    /// A stored value could not be decoded (enum text, a mobile id).
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// A JSON column could not be read, or a value could not be written as JSON.
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
     /// The blocking task that ran the database work panicked or was cancelled.
     #[error("database task failed: {0}")]
     TaskFailed(String),
@@ -96,6 +99,7 @@ impl Error {
             | Error::InvalidUrl(_)
             | Error::InvalidArgument(_)
             | Error::Corrupt(_)
+            | Error::Json(_)
             | Error::TaskFailed(_)
             | Error::Internal(_)
             | Error::Insight(_) => "internal",
@@ -128,6 +132,7 @@ impl Error {
             | Error::Migration(_)
             | Error::InvalidUrl(_)
             | Error::Corrupt(_)
+            | Error::Json(_)
             | Error::TaskFailed(_)
             | Error::Internal(_)
             | Error::Insight(_) => 500,
@@ -214,12 +219,6 @@ impl From<r2d2::Error> for Error {
     }
 }
 
-impl From<serde_json::Error> for Error {
-    fn from(e: serde_json::Error) -> Self {
-        Error::Corrupt(e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +240,7 @@ mod tests {
             | Error::InvalidUrl(_)
             | Error::InvalidArgument(_)
             | Error::Corrupt(_)
+            | Error::Json(_)
             | Error::TaskFailed(_)
             | Error::Internal(_)
             | Error::Insight(_) => 500,
@@ -255,6 +255,7 @@ mod tests {
             Error::StorageFull("x".into()),
             Error::Database(DieselError::NotFound),
             Error::Migration("x".into()),
+            Error::Json(serde_json::from_str::<bool>("x").unwrap_err()),
             Error::InvalidUrl("x".into()),
             Error::InvalidArgument("x".into()),
             Error::Corrupt("x".into()),

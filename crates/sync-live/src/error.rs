@@ -16,7 +16,10 @@ pub enum LiveError {
     Engine(Arc<sync_domain::Error>),
     /// The PostgreSQL LISTEN connection failed.
     #[error("LISTEN connection: {0}")]
-    Listen(String),
+    Listen(#[source] Arc<tokio_postgres::Error>),
+    /// The LISTEN connection's task ended abnormally (panicked or was cancelled).
+    #[error("LISTEN connection task: {0}")]
+    ListenTask(String),
 }
 
 impl From<sync_domain::Error> for LiveError {
@@ -27,7 +30,7 @@ impl From<sync_domain::Error> for LiveError {
 
 impl From<tokio_postgres::Error> for LiveError {
     fn from(e: tokio_postgres::Error) -> Self {
-        LiveError::Listen(e.to_string())
+        LiveError::Listen(Arc::new(e))
     }
 }
 

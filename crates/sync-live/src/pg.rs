@@ -92,7 +92,7 @@ async fn session(hub: &Hub, url: &str, search_path: Option<&str>, backoff: &mut 
     drop(client);
     match driver.await {
         Ok(result) => result,
-        Err(e) => Err(LiveError::Listen(format!("the connection task failed: {e}"))),
+        Err(e) => Err(LiveError::ListenTask(e.to_string())),
     }
 }
 
