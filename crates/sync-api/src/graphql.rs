@@ -382,8 +382,11 @@ impl SubscriptionRoot {
             let mut subscription = state?;
             loop {
                 let item = match subscription.next().await {
-                    Next::Event(LiveEvent::Changes(reply)) => match serde_json::to_value(&reply.response) {
-                        Ok(value) => return Some((Ok(Json(value)), Some(subscription))),
+                    Next::Event(LiveEvent::Changes(reply)) => match reply.response() {
+                        Ok(response) => match serde_json::to_value(&response) {
+                            Ok(value) => return Some((Ok(Json(value)), Some(subscription))),
+                            Err(e) => Err(stream_error("internal", e.to_string())),
+                        },
                         Err(e) => Err(stream_error("internal", e.to_string())),
                     },
                     // Admin events and heartbeats are the other transports' (the protocol

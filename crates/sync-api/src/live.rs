@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use sync_domain::protocol::PullRequest;
+use sync_domain::protocol::{PullRequest, PullResponse};
 use sync_domain::store::Principal;
 use sync_live::{CloseReason, LiveError, LiveEvent, Next, ReadKey, StreamRequest, Subscription};
 use tokio::time::Instant;
@@ -68,7 +68,7 @@ pub(crate) fn api_error(e: LiveError) -> ApiError {
                 other => sync_domain::Error::Internal(other.to_string()),
             }),
         },
-        LiveError::TooManyConnections { .. } | LiveError::Listen(_) => {
+        LiveError::TooManyConnections { .. } | LiveError::Listen(_) | LiveError::ListenTask(_) => {
             ApiError::Engine(sync_domain::Error::Unavailable(e.to_string()))
         }
     }
@@ -141,7 +141,7 @@ pub(crate) async fn long_poll(
     let mut shutdown = hub.shutdown_signal();
     watch.changes.borrow_and_update();
     let first = pull_once(api, &caller, &request).await?;
-    if !first.response.changes.is_empty() {
+    if first.changes > 0 {
         return Ok(pull_response(first));
     }
     loop {
@@ -166,7 +166,7 @@ pub(crate) async fn long_poll(
             generation,
         );
         match live.reader().read(&caller.principal, key).await {
-            Ok(probe) if probe.response.changes.is_empty() => continue,
+            Ok(probe) if probe.changes == 0 => continue,
             Ok(_) => {}
             Err(e) if e.is_resync_required() => {}
             Err(e) => return Err(api_error(e)),
@@ -174,17 +174,23 @@ pub(crate) async fn long_poll(
         // Only one pull is counted per request.
         caller.metrics.take();
         let reply = pull_once(api, &caller, &request).await?;
-        if !reply.response.changes.is_empty() {
+        if reply.changes > 0 {
             return Ok(pull_response(reply));
         }
     }
     // Nothing came: the same cursor, no changes.
-    let mut response = first.response;
-    if let Some(cursor) = &request.cursor {
-        response.cursor.clone_from(cursor);
-    }
-    let (bytes, content_encoding, json_len) = api.engine().encode_measured(&response, caller.accept_gzip)?;
-    Ok(pull_response(sync_domain::engine::PullReply { response, body: bytes, content_encoding, json_len }))
+    let cursor = request.cursor.clone().unwrap_or(first.cursor);
+    let response = PullResponse { changes: Vec::new(), cursor, has_more: false, remaining: 0 };
+    let (body, content_encoding, json_len) = api.engine().encode_measured(&response, caller.accept_gzip)?;
+    Ok(pull_response(sync_domain::engine::PullReply {
+        body,
+        content_encoding,
+        json_len,
+        cursor: response.cursor,
+        has_more: false,
+        remaining: 0,
+        changes: 0,
+    }))
 }
 
 async fn pull_once(
@@ -297,7 +303,7 @@ fn sse_event(event: LiveEvent) -> (Event, EventEnd) {
         LiveEvent::Changes(reply) => (
             Event::default()
                 .event("changes")
-                .id(reply.response.cursor.clone())
+                .id(reply.cursor.clone())
                 .data(String::from_utf8_lossy(&reply.body)),
             EventEnd::More,
         ),

@@ -194,7 +194,8 @@ impl OperationOutput {
         match self {
             OperationOutput::Push(reply) => serde_json::from_str(&reply.body)
                 .map_err(|e| ApiError::Internal(format!("stored push response is not JSON: {e}"))),
-            OperationOutput::Pull(reply) => value(&reply.response),
+            OperationOutput::Pull(reply) => serde_json::from_slice(&reply.json()?)
+                .map_err(|e| ApiError::Internal(format!("a pull's body is not JSON: {e}"))),
             OperationOutput::QueueStatus(v) => value(v),
             OperationOutput::PartialSync(v) => value(v),
             OperationOutput::OptimalTime(v) => value(v),
@@ -842,15 +843,7 @@ fn usage_of(output: &OperationOutput, body: Option<WireBytes>) -> (Usage, Option
         OperationOutput::Pull(reply) => {
             let sent = reply.body.len() as u64;
             let raw = reply.json_len as u64;
-            (
-                Usage {
-                    items: reply.response.changes.len() as u64,
-                    conflicts: 0,
-                    bytes_raw: raw,
-                    bytes_sent: sent,
-                },
-                None,
-            )
+            (Usage { items: reply.changes as u64, conflicts: 0, bytes_raw: raw, bytes_sent: sent }, None)
         }
         OperationOutput::PartialSync(response) => {
             (Usage { items: response.synced_items.len() as u64, ..Usage::default() }, None)

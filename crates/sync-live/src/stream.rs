@@ -212,9 +212,9 @@ impl Producer {
                     }
                     Err(e) => return Err(Stop::Close(CloseReason::Failed(failure(&e)))),
                 };
-                let next = reply.response.cursor.clone();
-                let more = reply.response.has_more;
-                if !reply.response.changes.is_empty() {
+                let next = reply.cursor.clone();
+                let more = reply.has_more;
+                if reply.changes > 0 {
                     self.send(LiveEvent::Changes(reply))?;
                     if let Some(device) = &request.device_id
                         && let Err(e) = Box::pin(self.engine.remember_cursor(principal, device, &next)).await

@@ -24,8 +24,8 @@ use crate::{
     live::{CommitKind, Committed},
     micros,
     protocol::{
-        AnomalyMetric, AnomalyScope, AnomalySeverity, AnomalyView, ConflictRisk, RecordEnvelope,
-        RiskModelView, RiskRecord, SyncWindow, WindowBasis,
+        AnomalyMetric, AnomalyScope, AnomalySeverity, AnomalyView, ConflictRisk, RiskModelView, RiskRecord,
+        SyncWindow, WindowBasis,
     },
     store::{
         self, AlertRow, AnomalyRow, BasisName, EditLite, EventLite, MetricName, Principal, RecordKey,
@@ -764,25 +764,6 @@ impl SyncEngine {
             })
             .await
     }
-}
-
-/// Adds `conflict_risk` to the pulled records whose stored risk is at least `threshold` (a
-/// pull with `hints=true`): one look-up by primary key per 500 records.
-pub(super) fn add_risk_hints(
-    conn: &mut DbConnection,
-    tenant: &str,
-    threshold: f64,
-    changes: &mut [RecordEnvelope],
-) -> Result<()> {
-    let keys: Vec<RecordKey> = changes
-        .iter()
-        .map(|c| RecordKey { domain: c.domain.clone(), mobile_id: c.mobile_id.to_string() })
-        .collect();
-    let risks = store::risks_of(conn, tenant, &keys, threshold)?;
-    for (change, key) in changes.iter_mut().zip(&keys) {
-        change.conflict_risk = risks.get(key).copied();
-    }
-    Ok(())
 }
 
 /// The planner's configuration with section 6's peak hours (the planner's end is exclusive).

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sync_bandwidth::{self as delta, CompressionConfig, CompressionMode, Encoding};
 use time::OffsetDateTime;
 
@@ -18,16 +19,139 @@ use crate::{
     store::{self, Principal, PullFilter, RecordKey, RecordRow, SyncEventKind},
 };
 
-/// A pull's answer: the response, and its JSON body encoded for the wire.
+/// A pull's answer: its JSON body (a [`PullResponse`]) encoded for the wire, and what the
+/// transports need to know of it without decoding it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PullReply {
-    pub response: PullResponse,
     /// The JSON body, gzip-encoded when the caller accepts gzip and it pays.
     pub body: Vec<u8>,
     /// `Some("gzip")` when `body` is compressed.
     pub content_encoding: Option<&'static str>,
     /// The JSON body's length before compression.
     pub json_len: usize,
+    /// The response's `cursor`.
+    pub cursor: String,
+    /// The response's `has_more`.
+    pub has_more: bool,
+    /// The response's `remaining`.
+    pub remaining: i64,
+    /// How many records the response holds.
+    pub changes: usize,
+}
+
+impl PullReply {
+    /// The response as a value, decoded from the body (for a transport that needs it so,
+    /// such as GraphQL; the others send the body as it is).
+    pub fn response(&self) -> Result<PullResponse> {
+        Ok(serde_json::from_slice(&self.json()?)?)
+    }
+
+    /// The JSON body, uncompressed.
+    pub fn json(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
+        match self.content_encoding {
+            Some(_) => delta::decompress(&self.body, Encoding::Gzip, self.json_len)
+                .map_err(|e| Error::Internal(format!("decoding a pull's own body: {e}"))),
+            None => Ok(std::borrow::Cow::Borrowed(self.body.as_slice())),
+        }
+    }
+}
+
+/// A record of a pull page as the wire shows it ([`RecordEnvelope`]'s JSON, field for field):
+/// `data` is the stored JSON text passed through, never parsed and written again, which was
+/// most of a pull's cost per record (docs/benchmarks.md, "Pull pass-through").
+#[derive(Debug, serde::Serialize)]
+struct WireRecord<'a> {
+    domain: &'a str,
+    mobile_id: uuid::Uuid,
+    version: i64,
+    deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    base_version: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<&'a Value>,
+    #[serde(with = "time::serde::rfc3339")]
+    modified_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    server_modified_at: OffsetDateTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modified_by_device: Option<&'a str>,
+    priority: sync_model::Priority,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bu: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conflict_risk: Option<f64>,
+}
+
+impl<'a> WireRecord<'a> {
+    /// The record in full, its data as stored.
+    fn full(row: &'a RecordRow) -> Result<Self> {
+        let data: &RawValue = serde_json::from_str(&row.data)?;
+        Ok(WireRecord {
+            domain: &row.domain,
+            mobile_id: row
+                .mobile_id
+                .parse()
+                .map_err(|_| Error::Corrupt(format!("stored mobile_id `{}` is not a UUID", row.mobile_id)))?,
+            version: row.version,
+            deleted: row.deleted,
+            data: Some(data),
+            base_version: None,
+            patch: None,
+            modified_at: micros::stored(row.modified_at)?,
+            server_modified_at: micros::stored(row.server_modified_at)?,
+            modified_by_device: Some(&row.modified_by_device),
+            priority: row.priority,
+            bu: row.bu.as_deref(),
+            conflict_risk: None,
+        })
+    }
+}
+
+/// A pull response ([`PullResponse`]'s JSON) made of [`WireRecord`]s.
+#[derive(Debug, serde::Serialize)]
+struct WirePage<'a> {
+    changes: Vec<WireRecord<'a>>,
+    cursor: String,
+    has_more: bool,
+    remaining: i64,
+}
+
+/// A page as read, before it is written as JSON.
+struct Page {
+    rows: Vec<RecordRow>,
+    /// Per row, the patch from the version the caller holds, where it is smaller.
+    patches: Vec<Option<(i64, Value)>>,
+    risks: Vec<Option<f64>>,
+    cursor: String,
+    has_more: bool,
+    remaining: i64,
+    /// What the deltas saved against sending every record in full.
+    delta_saved: usize,
+}
+
+impl Page {
+    fn to_json(&self) -> Result<Vec<u8>> {
+        let mut changes = Vec::with_capacity(self.rows.len());
+        for ((row, patch), risk) in self.rows.iter().zip(&self.patches).zip(&self.risks) {
+            let mut record = WireRecord::full(row)?;
+            if let Some((base, patch)) = patch {
+                record.data = None;
+                record.base_version = Some(*base);
+                record.patch = Some(patch);
+            }
+            record.conflict_risk = *risk;
+            changes.push(record);
+        }
+        let page = WirePage {
+            changes,
+            cursor: self.cursor.clone(),
+            has_more: self.has_more,
+            remaining: self.remaining,
+        };
+        Ok(serde_json::to_vec(&page)?)
+    }
 }
 
 /// A pull's `remaining` is exact up to this many records, an estimate beyond.
@@ -117,7 +241,7 @@ impl SyncEngine {
         let domains = request.domains.clone();
         let delta = request.delta;
         let hints = request.hints.then_some(self.config.conflict_risk_threshold);
-        let (response, delta_saved) = self
+        let page = self
             .db
             .read_tx(move |conn| {
                 let mark = store::get_purge_mark(conn, &tenant)?;
@@ -146,59 +270,75 @@ impl SyncEngine {
                 } else {
                     Default::default()
                 };
-                // What the deltas saved against sending every record in full.
-                let mut delta_saved = 0;
-                let mut changes = Vec::with_capacity(rows.len());
                 // A patch starts only from a version the caller could have received: one of its
                 // units (a record may have moved in from another unit since).
                 let received = |h: &store::VersionRow| {
                     units.as_deref().is_none_or(|units| h.bu.as_ref().is_none_or(|bu| units.contains(bu)))
                 };
+                let mut delta_saved = 0;
+                let mut patches = Vec::with_capacity(rows.len());
                 for row in &rows {
-                    let mut envelope = record_envelope(row)?;
-                    let data = envelope.data.take().unwrap_or(Value::Null);
-                    let full_len = delta::serialized_len(&data);
-                    envelope.data = Some(data);
-                    if let Some(held) = held
+                    let held = held
                         .get(&row.key())
-                        .filter(|h| h.version < row.version && !h.deleted && !row.deleted && received(h))
-                    {
+                        .filter(|h| h.version < row.version && !h.deleted && !row.deleted && received(h));
+                    let mut patched = None;
+                    if let Some(held) = held {
+                        // The stored text is the record's compact JSON: its length is the full
+                        // record's on the wire.
+                        let full_len = row.data.len();
                         let old: Value = serde_json::from_str(&held.data)?;
-                        if let Some(new) = &envelope.data {
-                            let patch = delta::diff(&old, new).to_value();
-                            let patch_len = delta::serialized_len(&patch);
-                            if patch_len < full_len {
-                                delta_saved += full_len - patch_len;
-                                envelope.data = None;
-                                envelope.base_version = Some(held.version);
-                                envelope.patch = Some(patch);
-                            }
+                        let new: Value = serde_json::from_str(&row.data)?;
+                        let patch = delta::diff(&old, &new).to_value();
+                        let patch_len = delta::serialized_len(&patch);
+                        if patch_len < full_len {
+                            delta_saved += full_len - patch_len;
+                            patched = Some((held.version, patch));
                         }
                     }
-                    changes.push(envelope);
+                    patches.push(patched);
                 }
-                if let Some(threshold) = hints {
-                    super::insight::add_risk_hints(conn, &tenant, threshold, &mut changes)?;
-                }
-                let response =
-                    PullResponse { changes, cursor: Cursor(next).to_string(), has_more, remaining };
-                Ok((response, delta_saved))
+                let risks = match hints {
+                    Some(threshold) => {
+                        let keys: Vec<RecordKey> = rows.iter().map(RecordRow::key).collect();
+                        let risks = store::risks_of(conn, &tenant, &keys, threshold)?;
+                        keys.iter().map(|key| risks.get(key).copied()).collect()
+                    }
+                    None => vec![None; rows.len()],
+                };
+                Ok(Page {
+                    rows,
+                    patches,
+                    risks,
+                    cursor: Cursor(next).to_string(),
+                    has_more,
+                    remaining,
+                    delta_saved,
+                })
             })
             .await?;
 
-        let (body, content_encoding, json_len) = self.encode_measured(&response, accept_gzip)?;
+        let (body, content_encoding, json_len) = self.compress(page.to_json()?, accept_gzip)?;
+        let reply = PullReply {
+            body,
+            content_encoding,
+            json_len,
+            cursor: page.cursor.clone(),
+            has_more: page.has_more,
+            remaining: page.remaining,
+            changes: page.rows.len(),
+        };
         if let Some(device) = request.device_id.clone() {
             let principal = principal.clone();
-            let next = parse_cursor(Some(&response.cursor))?.seq();
+            let next = parse_cursor(Some(&page.cursor))?.seq();
             let network = request.network_quality.clone();
             let mut domains: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-            for change in &response.changes {
-                domains.entry(change.domain.clone()).or_default().0 += 1;
+            for row in &page.rows {
+                domains.entry(row.domain.clone()).or_default().0 += 1;
             }
-            let changes = response.changes.len();
+            let changes = page.rows.len();
             // On the wire: the body as sent; raw: before compression and deltas.
-            let sent = body.len();
-            let raw = json_len + delta_saved;
+            let sent = reply.body.len();
+            let raw = json_len + page.delta_saved;
             let tenant = principal.tenant.clone();
             self.retrying_grouped_write(&tenant, move |conn| {
                 let now = OffsetDateTime::now_utc();
@@ -234,7 +374,7 @@ impl SyncEngine {
             })
             .await?;
         }
-        Ok(PullReply { response, body, content_encoding, json_len })
+        Ok(reply)
     }
 
     /// Serialises a response and compresses it by the configured rules when the caller
@@ -253,7 +393,12 @@ impl SyncEngine {
         response: &T,
         accept_gzip: bool,
     ) -> Result<(Vec<u8>, Option<&'static str>, usize)> {
-        let json = serde_json::to_vec(response)?;
+        self.compress(serde_json::to_vec(response)?, accept_gzip)
+    }
+
+    /// Compresses a JSON body by the configured rules when the caller accepts gzip; also
+    /// returns the JSON's length.
+    fn compress(&self, json: Vec<u8>, accept_gzip: bool) -> Result<(Vec<u8>, Option<&'static str>, usize)> {
         let json_len = json.len();
         if !accept_gzip {
             return Ok((json, None, json_len));
@@ -293,4 +438,68 @@ pub(crate) fn record_envelope(row: &RecordRow) -> Result<RecordEnvelope> {
         bu: row.bu.clone(),
         conflict_risk: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    use super::{WireRecord, record_envelope};
+    use crate::store::RecordRow;
+
+    /// Any JSON value a record's field may hold: numbers of every kind, escapes, nesting.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            "\\PC*".prop_map(Value::String),
+            "[\u{0}-\u{1f}\"\\\\/é😀]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("\\PC{0,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    fn row(data: &Map<String, Value>, deleted: bool, bu: Option<String>) -> RecordRow {
+        RecordRow {
+            tenant_id: "t".into(),
+            domain: "task".into(),
+            mobile_id: uuid::Uuid::now_v7().to_string(),
+            version: 7,
+            // As the push path stores it.
+            data: serde_json::to_string(data).unwrap(),
+            deleted,
+            modified_at: 1_700_000_000_123_456,
+            server_modified_at: 1_700_000_001_000_001,
+            modified_by_device: "phone-1".into(),
+            bu,
+            priority: sync_model::Priority::High,
+            seq: 42,
+        }
+    }
+
+    proptest! {
+        /// Passing the stored data through gives, byte for byte, the JSON of the envelope
+        /// the data parsed and written again would give.
+        #[test]
+        fn the_pass_through_is_the_envelope_byte_for_byte(
+            data in prop::collection::btree_map("\\PC{0,12}", json(), 0..8),
+            deleted in any::<bool>(),
+            bu in proptest::option::of("[a-z]{1,6}"),
+        ) {
+            let data: Map<String, Value> = data.into_iter().collect();
+            let row = row(&data, deleted, bu);
+            let wire = serde_json::to_vec(&WireRecord::full(&row).unwrap()).unwrap();
+            let envelope = serde_json::to_vec(&record_envelope(&row).unwrap()).unwrap();
+            prop_assert_eq!(String::from_utf8(wire).unwrap(), String::from_utf8(envelope).unwrap());
+        }
+    }
 }

@@ -73,9 +73,11 @@ async fn pull_all(
             ..PullRequest::default()
         };
         let reply = engine.pull(who, request, false).await.unwrap();
-        out.extend(reply.response.changes.iter().map(|c| (c.domain.clone(), c.mobile_id, c.version)));
-        cursor = Some(reply.response.cursor.clone());
-        if !reply.response.has_more {
+        out.extend(
+            reply.response().unwrap().changes.iter().map(|c| (c.domain.clone(), c.mobile_id, c.version)),
+        );
+        cursor = Some(reply.cursor.clone());
+        if !reply.has_more {
             return out;
         }
     }
@@ -100,8 +102,15 @@ async fn take(sub: &mut Subscription, want: usize) -> (Vec<(String, Uuid, i64)>,
         let next = tokio::time::timeout(Duration::from_secs(20), sub.next()).await.expect("an event in time");
         match next {
             Next::Event(LiveEvent::Changes(reply)) => {
-                got.extend(reply.response.changes.iter().map(|c| (c.domain.clone(), c.mobile_id, c.version)));
-                cursor = Some(reply.response.cursor.clone());
+                got.extend(
+                    reply
+                        .response()
+                        .unwrap()
+                        .changes
+                        .iter()
+                        .map(|c| (c.domain.clone(), c.mobile_id, c.version)),
+                );
+                cursor = Some(reply.cursor.clone());
             }
             Next::Event(LiveEvent::Heartbeat) => {}
             other => panic!("unexpected {other:?}"),
@@ -217,7 +226,7 @@ async fn a_purged_cursor_gets_resync_required(db: Database) {
         .pull(&acme, PullRequest { device_id: Some("d1".into()), ..PullRequest::default() }, false)
         .await
         .unwrap();
-    engine.remember_cursor(&acme, "d1", &head.response.cursor).await.unwrap();
+    engine.remember_cursor(&acme, "d1", &head.cursor).await.unwrap();
     let report = engine.purge("acme").await.unwrap();
     assert!(report.below_seq > 1);
     let mut sub = live.subscribe(request(&acme, Some(Cursor(1).to_string()), None)).unwrap();
@@ -250,7 +259,7 @@ async fn identical_reads_coalesce(db: Database) {
     let key = ReadKey::new(&who, None, false, None, 50, 3);
     live.reader().read(&who, key).await.unwrap();
     assert_eq!(live.hub().stats().reads.load(std::sync::atomic::Ordering::Relaxed), after);
-    assert_eq!(replies[0].response.changes.len(), 1);
+    assert_eq!(replies[0].changes, 1);
     // Another generation (a later wake-up) reads again.
     let key = ReadKey::new(&who, None, false, None, 50, 8);
     live.reader().read(&who, key).await.unwrap();

@@ -104,7 +104,7 @@ impl Device {
                 device_id: Some(self.name.clone()),
                 ..PullRequest::default()
             };
-            let response = engine.pull(&self.who, request, false).await.unwrap().response;
+            let response = engine.pull(&self.who, request, false).await.unwrap().response().unwrap();
             for record in response.changes {
                 self.replica.insert(
                     (record.domain.clone(), record.mobile_id),

@@ -100,7 +100,7 @@ pub async fn pull_all(
     loop {
         let request = PullRequest { cursor: cursor.clone(), limit: Some(7), delta, ..PullRequest::default() };
         let PullResponse { changes, cursor: next, has_more, .. } =
-            engine.pull(who, request, false).await.unwrap().response;
+            engine.pull(who, request, false).await.unwrap().response().unwrap();
         all.extend(changes);
         cursor = Some(next);
         if !has_more {

@@ -16,7 +16,8 @@ async fn pages_in_sequence_order_with_remaining(db: Database) {
         .pull(&me, PullRequest { limit: Some(8), ..PullRequest::default() }, false)
         .await
         .unwrap()
-        .response;
+        .response()
+        .unwrap();
     assert_eq!(first.changes.len(), 8);
     assert!(first.has_more);
     assert_eq!(first.remaining, 12);
@@ -29,7 +30,8 @@ async fn pages_in_sequence_order_with_remaining(db: Database) {
         .pull(&me, PullRequest { cursor: Some(cursor.clone()), ..PullRequest::default() }, false)
         .await
         .unwrap()
-        .response;
+        .response()
+        .unwrap();
     assert!(again.changes.is_empty() && !again.has_more && again.remaining == 0);
     assert_eq!(again.cursor, cursor);
     // An edit moves the record to the end of the sequence.
@@ -53,7 +55,7 @@ async fn filters_by_domain_and_refuses_bad_parameters(db: Database) {
     )
     .await;
     let only = PullRequest { domains: Some(vec!["task".into()]), ..PullRequest::default() };
-    let response = engine.pull(&me, only, false).await.unwrap().response;
+    let response = engine.pull(&me, only, false).await.unwrap().response().unwrap();
     assert_eq!(response.changes.iter().map(|c| c.domain.as_str()).collect::<Vec<_>>(), ["task"]);
     let bad = |r: PullRequest| {
         let engine = engine.clone();
@@ -160,7 +162,7 @@ async fn purge_then_resync_required(db: Database) {
     let engine = engine(db);
     let me = device("acme", "ann");
     push(&engine, &me, "d1", "k1", vec![upsert("journal", id(1), 0, json!({"title": "J"}), 0)]).await;
-    let old_cursor = engine.pull(&me, PullRequest::default(), false).await.unwrap().response.cursor;
+    let old_cursor = engine.pull(&me, PullRequest::default(), false).await.unwrap().cursor;
     push(&engine, &me, "d1", "k2", vec![delete("journal", id(1), 1, 1)]).await;
     push(&engine, &me, "d1", "k3", vec![upsert("journal", id(2), 0, json!({"title": "K"}), 1)]).await;
     // The only active device pulls to the end; everything below its cursor may go.
