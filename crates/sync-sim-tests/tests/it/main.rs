@@ -1,10 +1,40 @@
 //! sync-sim against an in-process server on each backend: every scenario keeps every
-//! invariant, and deliberately broken servers are caught.
+//! invariant, devices built on sync-client included, and deliberately broken servers are
+//! caught.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+/// Runs each `async fn(TestDb)` on a fresh database of each backend (sync-domain's
+/// `backend_tests!` hands over only the handle; the simulator needs the URL too).
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if !sync_domain::testing::backend_selected(sync_domain::Backend::Sqlite) {
+                        return;
+                    }
+                    super::$name(sync_domain::testing::TestDb::sqlite()).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if !sync_domain::testing::backend_selected(sync_domain::Backend::Postgres) {
+                        return;
+                    }
+                    let Some(test_db) = sync_domain::testing::TestDb::postgres() else { return };
+                    super::$name(test_db).await;
+                }
+            )+
+        }
+    };
+}
 
 mod broken;
 mod scenarios;
-mod units;
 mod workload;
 
 use std::time::Duration;
@@ -12,6 +42,7 @@ use std::time::Duration;
 use axum::Router;
 use sync_api::{ApiOptions, SyncApi};
 use sync_domain::domains::DomainRegistry;
+use sync_domain::testing::TestDb;
 use sync_domain::{Database, SyncConfig, SyncEngine};
 use sync_sim::{Report, RunOptions, Scenario, ScenarioKind, Target, TokenIssuer};
 
@@ -38,12 +69,14 @@ async fn serve(db: &Database, wrap: impl FnOnce(Router) -> Router) -> String {
     url
 }
 
-fn target(url: String, db: &Database, with_database: bool) -> Target {
+/// The simulator reads the database through its own URL (`TestDb::url`), as it would a
+/// server's it started.
+fn target(url: String, db: &TestDb, with_database: bool) -> Target {
     Target {
         base_url: url,
         other_nodes: Vec::new(),
         issuer: TokenIssuer::new(JWT_SECRET),
-        database: with_database.then(|| db.clone()),
+        database: with_database.then(|| sync_sim::db::Database::at(db.url()).unwrap()),
     }
 }
 
