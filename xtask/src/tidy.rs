@@ -5,7 +5,6 @@ use std::process::Command;
 use std::{fs, path::Path};
 
 use anyhow::Result;
-use serde_json::Value;
 
 /// Directories never checked: build output, and trybuild fixtures whose exact text is
 /// the point of the test.
@@ -16,7 +15,8 @@ pub(crate) fn check(root: &Path) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     visit(root, root, &mut problems)?;
     problems.extend(client_rules(root)?);
-    problems.extend(dependency_rules(&metadata(root)?));
+    let (trees, server) = dependency_trees(root)?;
+    problems.extend(dependency_rules(&trees, &server));
     Ok(problems)
 }
 
@@ -102,8 +102,11 @@ fn check_file(text: &str) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The dependency rules of docs/ARCHITECTURE.md ("Dependency rules"), on `cargo metadata`'s
-// resolved graph. The list below is the one place they are written; the document quotes it.
+// The dependency rules of docs/ARCHITECTURE.md ("Dependency rules"). The list below is the one
+// place they are written; the document quotes it. Each rule reads `cargo tree -p <crate>`, the
+// graph `cargo build -p <crate>` builds: `cargo metadata`'s one resolve unifies features over
+// the whole workspace (there sync-client's diesel has PostgreSQL, because sync-sim's does),
+// which is not what an app that embeds sync-client gets.
 
 /// Crates that do IO: a database, the network, an async runtime.
 const IO_CRATES: &[&str] = &[
@@ -126,7 +129,7 @@ const IO_CRATES: &[&str] = &[
 const HTTP_CRATES: &[&str] = &["axum", "hyper", "hyper-util", "reqwest", "tower-http"];
 
 /// One rule: `krate` must not reach any of `forbidden` through its dependencies (transitively;
-/// with `dev`, its own dev-dependencies count too).
+/// with `dev`, its own dev-dependencies and what they bring count too).
 struct Rule {
     krate: &'static str,
     forbidden: &'static [&'static str],
@@ -167,74 +170,78 @@ const RULES: &[Rule] = &[
     Rule { krate: "sync-live", forbidden: HTTP_CRATES, dev: false, why: "sync-live knows no HTTP" },
 ];
 
-/// `cargo metadata` of the workspace at `root`.
-fn metadata(root: &Path) -> Result<Value> {
+/// `cargo tree` at `root` with `args`, each package as `<depth><name> <version>…`.
+fn cargo_tree(root: &Path, args: &[&str]) -> Result<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(root)
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["tree", "--prefix", "depth", "--format", "{p}"])
+        .args(args)
         .output()?;
     anyhow::ensure!(
         output.status.success(),
-        "cargo metadata failed: {}",
+        "cargo tree failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    Ok(serde_json::from_slice(&output.stdout)?)
+    Ok(String::from_utf8(output.stdout)?)
 }
 
-/// A resolved dependency graph: package names, and each package's dependencies with whether
-/// the edge is a dev-dependency only.
+/// The trees the rules read: each rule's crate, and who depends on sync-server.
+fn dependency_trees(root: &Path) -> Result<(Vec<String>, String)> {
+    let mut trees = Vec::new();
+    for rule in RULES {
+        let edges = if rule.dev { "normal,build,dev" } else { "normal,build" };
+        trees.push(cargo_tree(root, &["-p", rule.krate, "-e", edges])?);
+    }
+    let server =
+        cargo_tree(root, &["--workspace", "-i", "sync-server", "-e", "normal,build,dev", "--depth", "1"])?;
+    Ok((trees, server))
+}
+
+/// A dependency graph read off `cargo tree --prefix depth` (packages by name).
 struct Graph {
-    names: BTreeMap<String, String>,
-    deps: BTreeMap<String, Vec<(String, bool)>>,
+    deps: BTreeMap<String, Vec<String>>,
 }
 
 impl Graph {
-    fn of(metadata: &Value) -> Graph {
-        let list = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
-        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-        let names = list(metadata, "packages").iter().map(|p| (text(&p["id"]), text(&p["name"]))).collect();
-        let deps = list(&metadata["resolve"], "nodes")
-            .iter()
-            .map(|node| {
-                let edges = list(node, "deps")
-                    .iter()
-                    .map(|dep| {
-                        let kinds = list(dep, "dep_kinds");
-                        let dev_only = !kinds.is_empty() && kinds.iter().all(|k| k["kind"] == "dev");
-                        (text(&dep["pkg"]), dev_only)
-                    })
-                    .collect();
-                (text(&node["id"]), edges)
-            })
-            .collect();
-        Graph { names, deps }
+    fn of_tree(text: &str) -> Graph {
+        let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut stack: Vec<String> = Vec::new();
+        for line in text.lines() {
+            let digits = line.chars().take_while(char::is_ascii_digit).count();
+            let Ok(depth) = line[..digits].parse::<usize>() else { continue };
+            let name = line[digits..].split_whitespace().next().unwrap_or_default().to_owned();
+            stack.truncate(depth);
+            if let Some(parent) = stack.last() {
+                let children = deps.entry(parent.clone()).or_default();
+                if !children.contains(&name) {
+                    children.push(name.clone());
+                }
+            }
+            stack.push(name);
+        }
+        Graph { deps }
     }
 
-    fn name<'a>(&'a self, id: &'a str) -> &'a str {
-        self.names.get(id).map_or(id, String::as_str)
-    }
-
-    /// The shortest path from `from` to a package named in `forbidden`, if any; dev edges are
-    /// followed from `from` itself only, and only with `dev`.
-    fn reaches(&self, from: &str, forbidden: &[&str], dev: bool) -> Vec<Vec<String>> {
+    /// The shortest path from `from` to each package named in `forbidden` it reaches.
+    fn reaches(&self, from: &str, forbidden: &[&str]) -> Vec<Vec<String>> {
         let mut found = Vec::new();
         let mut parent: BTreeMap<&str, &str> = BTreeMap::new();
         let mut queue = VecDeque::from([from]);
         while let Some(at) = queue.pop_front() {
-            for (dep, dev_only) in self.deps.get(at).into_iter().flatten() {
-                if (*dev_only && !(dev && at == from)) || parent.contains_key(dep.as_str()) || dep == from {
+            for dep in self.deps.get(at).into_iter().flatten() {
+                if parent.contains_key(dep.as_str()) || dep == from {
                     continue;
                 }
                 parent.insert(dep, at);
-                if forbidden.contains(&self.name(dep)) {
-                    let mut path = vec![self.name(dep).to_owned()];
+                if forbidden.contains(&dep.as_str()) {
+                    let mut path = vec![dep.clone()];
                     let mut step = at;
                     while step != from {
-                        path.push(self.name(step).to_owned());
+                        path.push(step.to_owned());
                         step = parent[step];
                     }
-                    path.push(self.name(from).to_owned());
+                    path.push(from.to_owned());
                     path.reverse();
                     found.push(path);
                 } else {
@@ -246,28 +253,24 @@ impl Graph {
     }
 }
 
-/// Every break of [`RULES`], and every package that depends on sync-server.
-fn dependency_rules(metadata: &Value) -> Vec<String> {
-    let graph = Graph::of(metadata);
+/// Every break of [`RULES`] (`trees[i]` is rule i's `cargo tree`), and every package that
+/// depends on sync-server (`server` is `cargo tree -i sync-server --depth 1`).
+fn dependency_rules(trees: &[String], server: &str) -> Vec<String> {
     let mut problems = Vec::new();
-    for rule in RULES {
-        for id in graph.names.iter().filter(|(_, name)| *name == rule.krate).map(|(id, _)| id) {
-            for path in graph.reaches(id, rule.forbidden, rule.dev) {
-                problems.push(format!(
-                    "dependencies: {} ({}; docs/ARCHITECTURE.md)",
-                    path.join(" -> "),
-                    rule.why
-                ));
-            }
-        }
-    }
-    for (id, deps) in &graph.deps {
-        if deps.iter().any(|(dep, _)| graph.name(dep) == "sync-server") {
+    for (rule, tree) in RULES.iter().zip(trees) {
+        for path in Graph::of_tree(tree).reaches(rule.krate, rule.forbidden) {
             problems.push(format!(
-                "dependencies: {} depends on sync-server (nothing does: it only wires crates together)",
-                graph.name(id)
+                "dependencies: {} ({}; docs/ARCHITECTURE.md)",
+                path.join(" -> "),
+                rule.why
             ));
         }
+    }
+    let dependents = Graph::of_tree(server);
+    for dependent in dependents.deps.get("sync-server").into_iter().flatten() {
+        problems.push(format!(
+            "dependencies: {dependent} depends on sync-server (nothing does: it only wires crates together)"
+        ));
     }
     problems
 }
@@ -304,49 +307,33 @@ mod tests {
         );
     }
 
-    /// A fabricated graph: sync-protocol reaching tokio through sync-metrics, sync-sim's tests
+    /// Fabricated trees: sync-protocol reaching tokio through sync-metrics, sync-sim's tests
     /// using sync-domain, sync-client fine, and a tool depending on sync-server.
     #[test]
     fn dependency_rules_catch_each_break() {
-        let package = |id: &str| serde_json::json!({"id": id, "name": id});
-        let dep =
-            |id: &str, kind: Option<&str>| serde_json::json!({"pkg": id, "dep_kinds": [{"kind": kind}]});
-        let node = |id: &str, deps: Vec<Value>| serde_json::json!({"id": id, "deps": deps});
-        let ids = [
-            "sync-protocol",
-            "sync-metrics",
-            "tokio",
-            "sync-sim",
-            "sync-client",
-            "sync-domain",
-            "sync-server",
-            "tool",
-        ];
-        let metadata = |metrics_tokio: Option<&str>| {
-            serde_json::json!({
-                "packages": ids.iter().map(|id| package(id)).collect::<Vec<_>>(),
-                "resolve": {"nodes": [
-                    node("sync-protocol", vec![dep("sync-metrics", None)]),
-                    node("sync-metrics", vec![dep("tokio", metrics_tokio)]),
-                    node("sync-sim", vec![dep("sync-client", None), dep("sync-domain", Some("dev"))]),
-                    node("sync-client", vec![dep("sync-protocol", None), dep("tokio", None)]),
-                    node("sync-domain", vec![dep("tokio", None)]),
-                    node("tool", vec![dep("sync-server", Some("dev"))]),
-                ]}
-            })
+        let tree_of = |krate: &str| match krate {
+            "sync-protocol" => {
+                "0sync-protocol v0.1.0\n1serde v1\n1sync-metrics v0.1.0\n2tokio v1\n3mio v1\n".into()
+            }
+            "sync-metrics" => "0sync-metrics v0.1.0\n1tokio v1\n2mio v1\n".into(),
+            "sync-sim" => {
+                "0sync-sim v0.1.0\n1sync-client v0.1.0\n2tokio v1\n1sync-domain v0.1.0 (dev)\n".into()
+            }
+            "sync-client" => "0sync-client v0.1.0\n1diesel v2\n2libsqlite3-sys v0.30\n1tokio v1\n".into(),
+            other => format!("0{other} v0.1.0\n"),
         };
-        let problems = dependency_rules(&metadata(None));
+        let trees: Vec<String> = RULES.iter().map(|rule| tree_of(rule.krate)).collect();
+        let server = "0sync-server v0.1.0\n1tool v0.1.0\n";
+        let problems = dependency_rules(&trees, server);
         let has = |text: &str| problems.iter().any(|p| p.contains(text));
-        assert!(has("sync-protocol -> sync-metrics -> tokio"), "{problems:#?}");
-        assert!(has("sync-metrics -> tokio"), "{problems:#?}");
-        assert!(has("sync-sim -> sync-domain"), "a dev-dependency counts for sync-sim: {problems:#?}");
+        // The shortest path to the first IO crate, not every crate beyond it.
+        assert!(has("dependencies: sync-protocol -> sync-metrics -> tokio ("), "{problems:#?}");
+        assert!(has("dependencies: sync-metrics -> tokio ("), "{problems:#?}");
+        assert!(has("dependencies: sync-sim -> sync-domain ("), "{problems:#?}");
         assert!(has("tool depends on sync-server"), "{problems:#?}");
-        // sync-client reaches tokio, which is allowed, and nothing forbidden.
-        assert!(!problems.iter().any(|p| p.contains(": sync-client ->")), "{problems:#?}");
-        assert_eq!(problems.len(), 4, "{problems:#?}");
-        // A logic crate may use tokio in its own tests, and that reaches no one.
-        let dev_only = dependency_rules(&metadata(Some("dev")));
-        assert!(!dev_only.iter().any(|p| p.contains("tokio")), "{dev_only:#?}");
-        assert_eq!(dev_only.len(), 2, "{dev_only:#?}");
+        assert_eq!(problems.len(), 4, "sync-client reaches nothing forbidden: {problems:#?}");
+        // The same trees without the breaks: nothing to report.
+        let clean: Vec<String> = RULES.iter().map(|r| format!("0{} v0.1.0\n1serde v1\n", r.krate)).collect();
+        assert_eq!(dependency_rules(&clean, "0sync-server v0.1.0\n"), Vec::<String>::new());
     }
 }
