@@ -324,6 +324,11 @@ impl Client {
                     }
                 })
             })?;
+            if full && !delta {
+                // Only a delta can lack its base: a page without deltas that still does not
+                // apply would be asked for again for ever.
+                return Err(Error::Protocol("a pulled record has neither data nor a delta".into()));
+            }
             if full {
                 report.delta_fallbacks += 1;
                 delta = false;

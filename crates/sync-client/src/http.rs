@@ -1,13 +1,49 @@
 //! The HTTP transport: the protocol's requests over reqwest, gzip both ways.
+//!
+//! Answers are decompressed here rather than by reqwest, within [`MAX_RESPONSE_BYTES`] (a
+//! gzip bomb is refused after reading at most that much), so that each [`Exchange`] can tell
+//! the bytes on the wire from the JSON they carried.
 
 use std::time::Duration;
 
 use reqwest::{StatusCode, header};
 use serde::de::DeserializeOwned;
-use sync_bandwidth::{CompressionConfig, NetworkQuality};
+use serde::{Deserialize, Serialize};
+use sync_bandwidth::{CompressionConfig, Encoding, NetworkQuality};
 use sync_protocol::{ErrorBody, PullResponse, PushRequest, PushResponse};
 
 use crate::{Error, Result};
+
+/// The largest answer accepted, after decompression.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Bytes of one exchange: on the wire (as sent, possibly gzipped) and as JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    pub sent_wire: u64,
+    pub sent_raw: u64,
+    pub received_wire: u64,
+    pub received_raw: u64,
+}
+
+impl Traffic {
+    /// Adds another exchange's bytes.
+    pub fn add(&mut self, other: Traffic) {
+        self.sent_wire += other.sent_wire;
+        self.sent_raw += other.sent_raw;
+        self.received_wire += other.received_wire;
+        self.received_raw += other.received_raw;
+    }
+}
+
+/// An answered request: the decoded body, the exact JSON it was decoded from (a push replayed
+/// under its idempotency key must be answered with the same bytes), and the bytes it took.
+#[derive(Debug, Clone)]
+pub struct Exchange<T> {
+    pub body: T,
+    pub json: Vec<u8>,
+    pub traffic: Traffic,
+}
 
 /// Parameters of a pull (and of the live stream, which takes the same filters).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,8 +99,10 @@ const STREAM: &str = "/api/v1/sync/stream";
 impl Remote {
     /// The server at `base_url` (e.g. `http://127.0.0.1:8080`), acting as `token`.
     pub fn new(base_url: &str, token: impl Into<String>) -> Result<Remote> {
-        // reqwest's `gzip` feature sends `Accept-Encoding: gzip` and decodes gzip answers.
+        // Answers are decoded here (see the module docs), so reqwest's own decoding is off and
+        // `Accept-Encoding: gzip` is sent by hand on push and pull.
         let http = reqwest::Client::builder()
+            .no_gzip()
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|source| Error::Transport { path: "client setup", source })?;
@@ -88,6 +126,13 @@ impl Remote {
         self.quality
     }
 
+    /// The same server acting as another token, sharing this one's connection pool (many
+    /// devices or accounts in one process).
+    #[must_use]
+    pub fn with_token(&self, token: impl Into<String>) -> Remote {
+        Remote { token: token.into(), ..self.clone() }
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut request =
             self.http.request(method, format!("{}{path}", self.base_url)).bearer_auth(&self.token);
@@ -100,12 +145,19 @@ impl Remote {
     /// `POST /api/v1/sync/push` with `key` as the `Idempotency-Key`; the body is gzipped
     /// where that pays (the server's own threshold rule).
     pub async fn push(&self, key: &str, request: &PushRequest) -> Result<PushResponse> {
+        Ok(self.push_exchange(key, request).await?.body)
+    }
+
+    /// [`push`](Self::push), with the answer's exact bytes and the traffic.
+    pub async fn push_exchange(&self, key: &str, request: &PushRequest) -> Result<Exchange<PushResponse>> {
         let json =
             serde_json::to_vec(request).map_err(|e| Error::Protocol(format!("encoding a push: {e}")))?;
         let body = self.compression.compress(json)?;
+        let sent = (body.encoded_bytes() as u64, body.original_bytes as u64);
         let mut builder = self
             .request(reqwest::Method::POST, PUSH)
             .timeout(Duration::from_secs(60))
+            .header(header::ACCEPT_ENCODING, "gzip")
             .header("Idempotency-Key", key)
             .header(header::CONTENT_TYPE, "application/json");
         if let Some(encoding) = body.content_encoding() {
@@ -113,20 +165,26 @@ impl Remote {
         }
         let response =
             builder.body(body.body).send().await.map_err(|source| Error::Transport { path: PUSH, source })?;
-        decode(PUSH, response).await
+        decode(PUSH, response, sent).await
     }
 
     /// `GET /api/v1/sync/pull` (a long-poll when `params.wait` is set).
     pub async fn pull(&self, params: &PullParams) -> Result<PullResponse> {
+        Ok(self.pull_exchange(params).await?.body)
+    }
+
+    /// [`pull`](Self::pull), with the answer's exact bytes and the traffic.
+    pub async fn pull_exchange(&self, params: &PullParams) -> Result<Exchange<PullResponse>> {
         let timeout = Duration::from_secs(60 + u64::from(params.wait.unwrap_or(0)));
         let response = self
             .request(reqwest::Method::GET, PULL)
             .timeout(timeout)
+            .header(header::ACCEPT_ENCODING, "gzip")
             .query(&params.query())
             .send()
             .await
             .map_err(|source| Error::Transport { path: PULL, source })?;
-        decode(PULL, response).await
+        decode(PULL, response, (0, 0)).await
     }
 
     /// Opens `GET /api/v1/sync/stream` (server-sent events), resuming at `last_event_id`.
@@ -151,12 +209,28 @@ impl Remote {
     }
 }
 
-async fn decode<T: DeserializeOwned>(path: &'static str, response: reqwest::Response) -> Result<T> {
+/// The body of a 200 answer decoded as `T`; `sent` is the request's (wire, JSON) bytes.
+async fn decode<T: DeserializeOwned>(
+    path: &'static str,
+    response: reqwest::Response,
+    sent: (u64, u64),
+) -> Result<Exchange<T>> {
     if response.status() != StatusCode::OK {
         return Err(http_error(path, response).await);
     }
-    let bytes = response.bytes().await.map_err(|source| Error::Transport { path, source })?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Protocol(format!("{path}: {e}")))
+    let encoding = Encoding::from_content_encoding(
+        response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()),
+    )?;
+    let wire = response.bytes().await.map_err(|source| Error::Transport { path, source })?;
+    let json = sync_bandwidth::decompress(&wire, encoding, MAX_RESPONSE_BYTES)?.into_owned();
+    let body = serde_json::from_slice(&json).map_err(|e| Error::Protocol(format!("{path}: {e}")))?;
+    let traffic = Traffic {
+        sent_wire: sent.0,
+        sent_raw: sent.1,
+        received_wire: wire.len() as u64,
+        received_raw: json.len() as u64,
+    };
+    Ok(Exchange { body, json, traffic })
 }
 
 async fn http_error(path: &'static str, response: reqwest::Response) -> Error {
@@ -167,7 +241,15 @@ async fn http_error(path: &'static str, response: reqwest::Response) -> Error {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = response.bytes().await.unwrap_or_default();
+    let encoding = Encoding::from_content_encoding(
+        response.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()),
+    );
+    let wire = response.bytes().await.unwrap_or_default();
+    // An error body is small: a larger or undecodable one is shown as it came.
+    let body = match encoding.map(|e| sync_bandwidth::decompress(&wire, e, 64 * 1024)) {
+        Ok(Ok(body)) => body.into_owned(),
+        _ => wire.to_vec(),
+    };
     let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(e) => (e.error.code, e.error.message),
         Err(_) => (String::new(), String::from_utf8_lossy(&body).chars().take(200).collect()),

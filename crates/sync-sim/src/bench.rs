@@ -12,15 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection;
 use serde::Serialize;
 use serde_json::{Value, json};
-use sync_domain::protocol::{Change, Op, PullRequest, PushRequest};
-use sync_domain::store::{RecordRow, raw_upsert_baseline};
+use sync_protocol::{Change, Op, PullRequest, PushRequest};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::client::{SyncClient, Traffic};
+use crate::db::RawRecord;
 use crate::error::{Error, Result};
 use crate::server::ServerProcess;
 use crate::stats::Latency;
@@ -134,11 +133,12 @@ pub async fn run_backend(
     other_node: Option<&ServerProcess>,
     options: &BenchOptions,
 ) -> Result<BackendResults> {
-    let http = SyncClient::http_client()?;
     let target = server.target();
+    // One connection pool for every simulated device, each with its own token.
+    let http = SyncClient::new(&target.base_url, "")?;
     let tenant = format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let device = |user: &str| -> Result<SyncClient> {
-        Ok(SyncClient::new(http.clone(), &target.base_url, target.issuer.device(&tenant, user, None)?))
+        Ok(http.with_token(target.issuer.device(&tenant, user, None)?))
     };
 
     let mut push = Vec::new();
@@ -150,15 +150,14 @@ pub async fn run_backend(
 
     // A tenant of its own for the initial sync, seeded by 8 devices.
     let big = format!("{tenant}-big");
-    let big_device = |user: &str| -> Result<SyncClient> {
-        Ok(SyncClient::new(http.clone(), &target.base_url, target.issuer.device(&big, user, None)?))
-    };
+    let big_device =
+        |user: &str| -> Result<SyncClient> { Ok(http.with_token(target.issuer.device(&big, user, None)?)) };
     let seeders = (0..8).map(|i| big_device(&format!("seeder{i}"))).collect::<Result<Vec<_>>>()?;
     let ids = seed(seeders, options.initial_records).await?;
     // In production a tenant this size has planner statistics (autovacuum analyses PostgreSQL
     // tables within a minute of such a load); take them now rather than time the planner's
     // guesses about a table it has never measured.
-    server.database().run(|conn| Ok(conn.batch_execute("ANALYZE")?)).await?;
+    server.database().analyze().await?;
     let reader = big_device("reader")?;
     let (initial_sync, cursor) = measure_pull(server, &reader, None, false).await?;
 
@@ -423,45 +422,30 @@ pub(crate) async fn push_until(clients: Vec<SyncClient>, stop: Arc<AtomicBool>) 
     pushed.load(Ordering::Relaxed)
 }
 
-/// The raw baseline: `batches` transactions of 100 new rows through `store::raw_upsert_baseline`.
+/// The raw baseline: `batches` transactions of 100 new rows, written straight to the
+/// server's tables (`db::Database::raw_upsert`).
 async fn raw_baseline(server: &ServerProcess, batches: usize) -> Result<f64> {
     let tenant = format!("raw-{}", &Uuid::new_v4().simple().to_string()[..8]);
-    let now = sync_domain::micros::now();
+    let now = OffsetDateTime::now_utc();
+    let at = i64::try_from(now.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX);
     let data = new_change(Uuid::new_v4()).data.unwrap_or(Value::Null).to_string();
-    let prepared: Vec<(Vec<RecordRow>, Vec<_>)> = (0..batches)
+    let prepared: Vec<Vec<RawRecord>> = (0..batches)
         .map(|b| {
-            let rows: Vec<RecordRow> = (0..BATCH)
-                .map(|i| RecordRow {
+            (0..BATCH)
+                .map(|i| RawRecord {
                     tenant_id: tenant.clone(),
                     domain: "task".into(),
                     mobile_id: Uuid::new_v4().to_string(),
-                    version: 1,
                     data: data.clone(),
-                    deleted: false,
-                    modified_at: now,
-                    server_modified_at: now,
-                    modified_by_device: "raw".into(),
-                    bu: None,
-                    priority: sync_model::Priority::Medium,
+                    at,
                     seq: (b * BATCH + i + 1) as i64,
                 })
-                .collect();
-            let versions = rows.iter().map(|r| r.to_version(now)).collect();
-            (rows, versions)
+                .collect()
         })
         .collect();
-    let db = server.database().clone();
     // Only the writes are timed.
-    let seconds = db
-        .run(move |conn| {
-            let started = Instant::now();
-            for (rows, versions) in &prepared {
-                raw_upsert_baseline(conn, rows, versions)?;
-            }
-            Ok(started.elapsed().as_secs_f64())
-        })
-        .await?;
-    Ok((batches * BATCH) as f64 / seconds)
+    let took = server.database().raw_upsert(prepared).await?;
+    Ok((batches * BATCH) as f64 / took.as_secs_f64().max(f64::MIN_POSITIVE))
 }
 
 /// The results as the Markdown section of `docs/benchmarks.md`.

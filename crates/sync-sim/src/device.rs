@@ -1,27 +1,28 @@
-//! One simulated device: a local replica of what the server acknowledged or sent, an outbox
-//! of local edits, and the behaviour of a careful mobile client over a bad network.
+//! One simulated device: a phone running sync-client's core over the simulator's network.
 //!
-//! The client rules it follows (and that a real app should follow):
-//! - An edit remembers the version it was based on. Edits of the same record before it is
-//!   sent are coalesced into one change, which keeps the first edit's base, so that the
-//!   server sees a conflict whenever somebody else changed the record meanwhile.
-//! - A batch gets its idempotency key when it is formed and keeps it through every retry, so
-//!   a retry can never apply twice. A record in a batch in flight is not put in another batch.
-//! - A late acknowledgement (older than what the replica holds) never moves it backwards.
-//! - A delta that does not apply to the replica (its base is unknown) is fetched again in full.
+//! Its local state is sync-client's [`MemoryReplica`] and every rule a real app follows comes
+//! from sync-client's sans-IO core, the code apps embed: edits are stored in the outbox and
+//! coalesced per record (keeping the first edit's base, so that the server sees a conflict
+//! whenever somebody else changed the record meanwhile); a batch takes its idempotency key
+//! when it is formed and keeps it through every retry; batches go one at a time, oldest
+//! first; a late or repeated answer never moves the replica backwards; a delta whose base is
+//! unknown is fetched again in full; `resync_required` starts a resync. Its requests go
+//! through sync-client's `Remote`. What is the simulation's own stays here: what the user
+//! does and when, the network's losses, duplicates and late deliveries between the core and
+//! the server, and what the device saw (stats, acknowledgements and violations for the
+//! invariants).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use sync_bandwidth::JsonPatch;
-use sync_domain::protocol::{
-    Change, ChangeResult, Op, Outcome, PullRequest, PullResponse, PushRequest, RecordEnvelope,
-};
+use sync_client::RecordId;
+use sync_client::core::{self, EditOp, LocalEdit, MemoryReplica, Meta, PullOutcome, Step};
 use sync_model::Priority;
+use sync_protocol::{ChangeResult, ItemError, PullRequest, PullResponse, PushRequest};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -31,16 +32,7 @@ use crate::network::{Delivery, NetworkProfile};
 use crate::stats::{DeviceStats, Progress};
 use crate::workload;
 
-/// A record's identity within a tenant: `(domain, mobile_id)`.
-pub type RecordId = (String, Uuid);
-
-/// The largest push the protocol allows by default (`max_push_changes`).
-const MAX_PUSH_CHANGES: usize = 500;
-
-/// How many past versions of a record the device keeps as bases for deltas.
-const KEPT_BASES: usize = 4;
-
-/// A record as the device holds it.
+/// A record as the device holds it: the server's state it last learned.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Held {
     pub version: i64,
@@ -49,38 +41,12 @@ pub struct Held {
 }
 
 impl Held {
-    fn from_envelope(record: &RecordEnvelope) -> Option<Held> {
-        Some(Held { version: record.version, data: record.data.clone()?, deleted: record.deleted })
-    }
-
     /// Whether two holdings are the same state (tombstones compare by version alone).
     pub fn same_state(&self, other: &Held) -> bool {
         self.version == other.version
             && self.deleted == other.deleted
             && (self.deleted || self.data == other.data)
     }
-}
-
-/// A local edit not yet sent.
-#[derive(Debug, Clone)]
-struct Pending {
-    /// The wanted state: `None` deletes the record.
-    data: Option<Value>,
-    /// The version the first coalesced edit was based on (0: a new record).
-    base_version: i64,
-    /// The data at `base_version`, for sending the edit as a JSON Patch.
-    base_data: Option<Value>,
-    modified_at: OffsetDateTime,
-    priority: Option<Priority>,
-}
-
-/// A batch formed from the outbox, with its idempotency key for every try.
-#[derive(Debug, Clone)]
-struct Batch {
-    key: String,
-    request: PushRequest,
-    /// Per change, the state the device wants (`None`: deleted).
-    wanted: Vec<Option<Value>>,
 }
 
 /// One acknowledged change, for the invariants.
@@ -103,7 +69,8 @@ pub struct Behaviour {
     /// Chance that an edit creates a record (when it does not go to a shared record).
     pub create_probability: f64,
     pub delete_probability: f64,
-    /// Chance that an edit is sent as a JSON Patch instead of the full data.
+    /// Chance that an edit is made as a JSON Patch rather than as the record's new data (the
+    /// client sends a patch or the full data, whichever is smaller, either way).
     pub patch_probability: f64,
     /// Edits per action.
     pub edits_per_action: u32,
@@ -123,6 +90,8 @@ pub struct Behaviour {
 struct LiveStream {
     batches: tokio::sync::mpsc::Receiver<PullResponse>,
     task: tokio::task::JoinHandle<()>,
+    /// The cursor the stream has brought the device to (the next batch is pulled from it).
+    at: Option<String>,
 }
 
 impl Drop for LiveStream {
@@ -146,17 +115,16 @@ pub struct Device {
     /// Added to the real time for `client_time` and `modified_at`.
     clock_skew: time::Duration,
     rng: StdRng,
-    replica: HashMap<RecordId, Held>,
-    bases: HashMap<RecordId, VecDeque<(i64, Value)>>,
+    /// The local state, kept by sync-client's core: server records, outbox, cursor.
+    local: MemoryReplica,
     /// Records every device of the unit edits (known from the start).
     shared: Vec<RecordId>,
     /// Records this device created.
     own: Vec<RecordId>,
-    dirty: BTreeMap<RecordId, Pending>,
-    outbox: VecDeque<Batch>,
-    cursor: Option<String>,
     stream: Option<LiveStream>,
-    next_key: u64,
+    /// A copy of a push that the network held back: it reaches the server after the batch
+    /// was answered (a late retransmission).
+    held_back: Option<(String, PushRequest)>,
     /// The first response body of every idempotency key this device used.
     first_responses: HashMap<String, Vec<u8>>,
     pub acks: Vec<Ack>,
@@ -177,6 +145,8 @@ impl Device {
         seed: u64,
     ) -> Self {
         let client = client.with_network_quality(network.quality);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let local = MemoryReplica::new(Meta::new(id.clone(), Uuid::from_u128(rng.random())));
         Device {
             id,
             unit,
@@ -184,16 +154,12 @@ impl Device {
             client,
             network,
             clock_skew,
-            rng: StdRng::seed_from_u64(seed),
-            replica: HashMap::new(),
-            bases: HashMap::new(),
+            rng,
+            local,
             shared: Vec::new(),
             own: Vec::new(),
-            dirty: BTreeMap::new(),
-            outbox: VecDeque::new(),
-            cursor: None,
             stream: None,
-            next_key: 0,
+            held_back: None,
             first_responses: HashMap::new(),
             acks: Vec::new(),
             stats: DeviceStats::default(),
@@ -201,19 +167,27 @@ impl Device {
         }
     }
 
-    /// The replica: every record the device holds.
-    pub fn replica(&self) -> &HashMap<RecordId, Held> {
-        &self.replica
+    /// The server's state of every record the device holds.
+    pub fn replica(&self) -> HashMap<RecordId, Held> {
+        self.local
+            .records
+            .iter()
+            .map(|(id, r)| {
+                let held =
+                    Held { version: r.version, data: r.data.clone().unwrap_or_default(), deleted: r.deleted };
+                (id.clone(), held)
+            })
+            .collect()
     }
 
     /// Local edits not yet acknowledged.
     pub fn unsent(&self) -> usize {
-        self.dirty.len() + self.outbox.iter().map(|b| b.request.changes.len()).sum::<usize>()
+        self.local.pending.len() + self.local.batches.iter().map(|b| b.items.len()).sum::<usize>()
     }
 
     /// Replaces the network conditions (e.g. a clean network for the final drain).
     pub fn set_network(&mut self, network: NetworkProfile) {
-        self.client = self.client.clone().with_network_quality(network.quality);
+        self.client = self.client.with_network_quality(network.quality);
         self.network = network;
     }
 
@@ -221,16 +195,28 @@ impl Device {
     pub fn adopt_shared(&mut self) {
         let domains = &self.behaviour.domains;
         self.shared = self
-            .replica
-            .iter()
-            .filter(|(id, held)| !held.deleted && domains.contains(&id.0))
-            .map(|(id, _)| id.clone())
+            .local
+            .records
+            .values()
+            .filter(|r| !r.deleted && domains.contains(&r.id.domain))
+            .map(|r| r.id.clone())
             .collect();
         self.shared.sort();
     }
 
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc().checked_add(self.clock_skew).unwrap_or_else(OffsetDateTime::now_utc)
+    }
+
+    /// Commits a step of the core; a step the core refused is a violation.
+    fn commit(&mut self, step: sync_client::Result<Step>) -> bool {
+        match step.and_then(|step| self.local.commit(step)) {
+            Ok(_) => true,
+            Err(e) => {
+                self.violations.push(format!("{}: client core: {e}", self.id));
+                false
+            }
+        }
     }
 
     /// Runs actions until `deadline`: go offline now and then, edit, push, pull, think.
@@ -309,7 +295,8 @@ impl Device {
     /// Makes one local edit: to a shared record, to one of its own, a new record or a delete.
     pub fn edit(&mut self) {
         let behaviour = Arc::clone(&self.behaviour);
-        let now = self.now();
+        let at = self.now();
+        let bu = Some(self.unit.clone());
         let shared = !self.shared.is_empty() && self.rng.random_bool(behaviour.conflict_probability);
         let target = if shared {
             Some(self.shared[self.rng.random_range(0..self.shared.len())].clone())
@@ -320,100 +307,63 @@ impl Device {
         };
         let Some(id) = target else {
             let domain = behaviour.domains[self.rng.random_range(0..behaviour.domains.len())].clone();
-            let id = (domain, Uuid::new_v4());
-            let data = workload::new_data(&id.0, &self.id, now, &mut self.rng);
+            let id = RecordId::new(domain, Uuid::new_v4());
+            let data = workload::new_data(&id.domain, &self.id, at, &mut self.rng);
             let priority = [Priority::High, Priority::Medium, Priority::Low][self.rng.random_range(0..3)];
             self.own.push(id.clone());
-            let pending = Pending {
-                data: Some(data),
-                base_version: 0,
-                base_data: None,
-                modified_at: now,
-                priority: Some(priority),
-            };
-            self.dirty.insert(id, pending);
+            let step = core::edit(
+                &mut self.local,
+                LocalEdit { id, op: EditOp::Put(data), at, priority: Some(priority), bu },
+            );
+            self.commit(step);
             return;
         };
-        // The state the user sees: the unsent edit if any, else the replica.
-        let held = self.replica.get(&id);
-        let current = match self.dirty.get(&id) {
-            Some(pending) => pending.data.clone(),
-            None => held.filter(|h| !h.deleted).map(|h| h.data.clone()),
+        // What the user sees: the newest local edit, else the server's state.
+        let current = match core::view(&mut self.local, &id) {
+            Ok(view) => view.map(|v| v.data),
+            Err(e) => {
+                self.violations.push(format!("{}: client core: {e}", self.id));
+                return;
+            }
         };
         let Some(current) = current else { return };
-        let delete = !shared && self.rng.random_bool(behaviour.delete_probability);
-        let data = (!delete).then(|| workload::edit_data(&id.0, &current, &self.id, now, &mut self.rng));
-        if delete {
+        let op = if !shared && self.rng.random_bool(behaviour.delete_probability) {
             self.own.retain(|own| own != &id);
-        }
-        match self.dirty.get_mut(&id) {
-            Some(pending) => {
-                pending.data = data;
-                pending.modified_at = now;
+            EditOp::Delete
+        } else {
+            let data = workload::edit_data(&id.domain, &current, &self.id, at, &mut self.rng);
+            if self.rng.random_bool(behaviour.patch_probability) {
+                EditOp::Patch(sync_bandwidth::diff(&current, &data).to_value())
+            } else {
+                EditOp::Put(data)
             }
-            None => {
-                let (base_version, base_data) = held.map_or((0, None), |h| (h.version, Some(h.data.clone())));
-                let pending = Pending { data, base_version, base_data, modified_at: now, priority: None };
-                self.dirty.insert(id, pending);
-            }
-        }
+        };
+        let step = core::edit(&mut self.local, LocalEdit { id, op, at, priority: None, bu });
+        self.commit(step);
     }
 
-    /// Forms a batch of unsent edits (records not already in flight), if there are any.
-    fn form_batch(&mut self, patch_probability: f64) -> Option<Batch> {
-        let in_flight: HashSet<RecordId> = self
-            .outbox
-            .iter()
-            .flat_map(|b| b.request.changes.iter().map(|c| (c.domain.clone(), c.mobile_id)))
-            .collect();
-        let size = self.network.quality.batch_size().clamp(1, MAX_PUSH_CHANGES);
-        let ids: Vec<RecordId> =
-            self.dirty.keys().filter(|id| !in_flight.contains(*id)).take(size).cloned().collect();
-        if ids.is_empty() {
-            return None;
-        }
-        let mut changes = Vec::with_capacity(ids.len());
-        let mut wanted = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(pending) = self.dirty.remove(&id) else { continue };
-            let (op, data, patch) = match (&pending.data, &pending.base_data) {
-                (None, _) => (Op::Delete, None, None),
-                (Some(data), Some(base)) if self.rng.random_bool(patch_probability) => {
-                    (Op::Patch, None, Some(sync_bandwidth::diff(base, data).to_value()))
-                }
-                (Some(data), _) => (Op::Upsert, Some(data.clone()), None),
-            };
-            changes.push(Change {
-                domain: id.0.clone(),
-                mobile_id: id.1,
-                base_version: pending.base_version,
-                op,
-                data,
-                patch,
-                modified_at: pending.modified_at,
-                priority: pending.priority,
-                bu: Some(self.unit.clone()),
-            });
-            wanted.push(pending.data);
-        }
-        self.next_key += 1;
-        let key = format!("{}-{}", self.id, self.next_key);
-        let request = PushRequest { device_id: self.id.clone(), client_time: None, changes };
-        Some(Batch { key, request, wanted })
-    }
-
-    /// One push attempt of the oldest batch (forming one if the outbox is empty). Returns
+    /// One push attempt of the oldest batch (the core forms one if none is stored). Returns
     /// whether it was acknowledged (or there was nothing to send).
     pub async fn push_once(&mut self, progress: &Progress) -> bool {
-        if self.outbox.is_empty() {
-            match self.form_batch(self.patch_probability()) {
-                Some(batch) => self.outbox.push_back(batch),
-                None => return true,
+        let size = core::batch_size(self.network.quality, self.local.meta.batch_cap);
+        let batch = match core::next_batch(&mut self.local, size) {
+            Ok(None) => return true,
+            Ok(Some((step, batch))) => {
+                if !self.commit(Ok(step)) {
+                    return false;
+                }
+                batch
             }
-        }
-        let Some(batch) = self.outbox.front().cloned() else { return true };
-        let mut request = batch.request.clone();
-        request.client_time = Some(self.now());
+            Err(e) => {
+                self.violations.push(format!("{}: client core: {e}", self.id));
+                return false;
+            }
+        };
+        let request = PushRequest {
+            device_id: self.id.clone(),
+            client_time: Some(self.now()),
+            changes: batch.changes.clone(),
+        };
         tokio::time::sleep(self.network.delay(&mut self.rng)).await;
         self.stats.push_attempts += 1;
         let delivery = self.network.delivery(&mut self.rng);
@@ -441,47 +391,77 @@ impl Device {
                 self.stats.traffic.add(reply.traffic);
                 if delivery == Delivery::LostResponse {
                     self.stats.push_lost += 1;
-                    self.after_failure();
+                    self.after_failure(&batch.key, &request);
                     return false;
                 }
                 self.stats.push_ok += 1;
                 self.stats.push_latencies_us.push(micros(reply.latency));
-                self.outbox.pop_front();
-                // The key is done with: no later try will use it.
-                self.first_responses.remove(&batch.key);
-                self.absorb(&batch, reply.body.results, progress);
+                for (item, result) in batch.items.iter().zip(&reply.body.results) {
+                    self.stats.count_outcome(result.outcome, result.conflict.is_some());
+                    progress.changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.acks.push(Ack {
+                        device: self.id.clone(),
+                        idempotency_key: batch.key.clone(),
+                        record: item.id.clone(),
+                        wanted: item.wanted.clone(),
+                        result: result.clone(),
+                    });
+                }
+                let answered = core::push_answered(&mut self.local, &batch.key, &reply.body);
+                self.commit(answered);
+                self.deliver_held_back().await;
+                if self.held_back.as_ref().is_none_or(|(key, _)| *key != batch.key) {
+                    // The key is done with: no later try will use it.
+                    self.first_responses.remove(&batch.key);
+                }
                 true
             }
             Some(Err(error)) => {
-                self.record_error(&error, "push");
-                self.after_failure();
+                self.record_error(&error, "push", Some(&batch.key));
+                self.after_failure(&batch.key, &request);
                 false
             }
             None => {
                 self.stats.push_lost += 1;
-                self.after_failure();
+                self.after_failure(&batch.key, &request);
                 false
             }
         }
     }
 
-    fn patch_probability(&self) -> f64 {
-        self.behaviour.patch_probability
+    /// A failed push: sometimes the network keeps a copy and delivers it late, after the
+    /// batch has been answered.
+    fn after_failure(&mut self, key: &str, request: &PushRequest) {
+        if self.held_back.is_none() && self.network.reorders(&mut self.rng) {
+            self.held_back = Some((key.to_owned(), request.clone()));
+            self.stats.reorders += 1;
+        }
     }
 
-    /// A failed push: sometimes the next batch goes first (retries out of order).
-    fn after_failure(&mut self) {
-        if !self.network.reorders(&mut self.rng) {
-            return;
+    /// The held-back copy reaches the server: it must be answered as the first try was, and
+    /// its answer, for a batch no longer in the outbox, must change nothing on the device.
+    async fn deliver_held_back(&mut self) {
+        let Some((key, request)) = self.held_back.take() else { return };
+        let result = self.client.push(&key, &request).await;
+        self.stats.count_answer(&result);
+        match result {
+            Ok(reply) => {
+                self.check_replay(&key, &reply);
+                self.stats.traffic.add(reply.traffic);
+                match core::push_answered(&mut self.local, &key, &reply.body) {
+                    Ok(step) if step.is_empty() => {}
+                    Ok(_) => self.violations.push(format!(
+                        "{}: the late answer to idempotency key {key} would have changed the replica",
+                        self.id
+                    )),
+                    Err(e) => self.violations.push(format!("{}: client core: {e}", self.id)),
+                }
+            }
+            Err(error) => self.record_error(&error, "late push", None),
         }
-        if self.outbox.len() < 2
-            && let Some(next) = self.form_batch(self.patch_probability())
-        {
-            self.outbox.push_front(next);
-        } else {
-            self.outbox.rotate_left(1);
+        if !self.local.batches.iter().any(|b| b.key == key) {
+            self.first_responses.remove(&key);
         }
-        self.stats.reorders += 1;
     }
 
     /// Every response of one idempotency key must be the first one, byte for byte.
@@ -498,15 +478,23 @@ impl Device {
         }
     }
 
-    fn record_error(&mut self, error: &Error, what: &str) {
-        if what == "pull" && error.http_status() == Some(410) {
+    /// Counts a failed request; what must never happen is a violation. A push refused for
+    /// good goes to the core (`push_refused`), a lost cursor starts a resync.
+    fn record_error(&mut self, error: &Error, what: &str, batch: Option<&str>) {
+        let status = error.http_status();
+        let lost_cursor = match error {
+            Error::Client(sync_client::Error::Http { status: 400, code, .. }) => code == "invalid_cursor",
+            _ => status == Some(410),
+        };
+        if what == "pull" && lost_cursor {
             // resync_required: the cursor is older than what was purged; start again.
             self.stats.resyncs += 1;
-            self.cursor = None;
+            let step = core::resync_required(&mut self.local);
+            self.commit(step);
             return;
         }
         if error.is_retryable() {
-            match error.http_status() {
+            match status {
                 Some(429 | 503) => self.stats.throttled += 1,
                 Some(_) => {
                     self.stats.server_errors += 1;
@@ -514,75 +502,18 @@ impl Device {
                 }
                 None => self.stats.transport_errors += 1,
             }
-        } else {
-            self.stats.http_errors += 1;
-            self.violations.push(format!("{}: {what}: {error}", self.id));
-            // A refused batch will never be accepted: drop it rather than retry forever.
-            if what == "push" {
-                self.outbox.pop_front();
-            }
+            return;
         }
-    }
-
-    /// Takes a push's results into the replica.
-    fn absorb(&mut self, batch: &Batch, results: Vec<ChangeResult>, progress: &Progress) {
-        if results.len() != batch.request.changes.len() {
-            self.violations.push(format!(
-                "{}: push {} sent {} changes but got {} results",
-                self.id,
-                batch.key,
-                batch.request.changes.len(),
-                results.len()
-            ));
+        self.stats.http_errors += 1;
+        self.violations.push(format!("{}: {what}: {error}", self.id));
+        // A refused batch will never be accepted: the core drops it (or splits it on 413).
+        if let (Some(key), Error::Client(sync_client::Error::Http { status, code, message, .. })) =
+            (batch, error)
+        {
+            let item = ItemError { code: code.clone(), message: message.clone() };
+            let step = core::push_refused(&mut self.local, key, *status, item);
+            self.commit(step);
         }
-        for ((change, wanted), result) in batch.request.changes.iter().zip(&batch.wanted).zip(results) {
-            let id: RecordId = (change.domain.clone(), change.mobile_id);
-            self.stats.count_outcome(result.outcome, result.conflict.is_some());
-            progress.changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let held = self.replica.get(&id).map_or(0, |h| h.version);
-            let late = result.version.is_some_and(|v| v < held);
-            if !late {
-                let state = match (result.outcome, &result.record, result.version) {
-                    (Outcome::Applied | Outcome::ClientWon, _, Some(version)) => Some(Held {
-                        version,
-                        data: wanted
-                            .clone()
-                            .or_else(|| self.replica.get(&id).map(|h| h.data.clone()))
-                            .unwrap_or(Value::Null),
-                        deleted: wanted.is_none(),
-                    }),
-                    (_, Some(record), _) => Held::from_envelope(record),
-                    _ => None,
-                };
-                if let Some(state) = state {
-                    // Later local edits of a record the server took as sent build on its new version.
-                    if matches!(result.outcome, Outcome::Applied | Outcome::ClientWon)
-                        && let Some(pending) = self.dirty.get_mut(&id)
-                        && pending.base_version == change.base_version
-                    {
-                        pending.base_version = state.version;
-                        pending.base_data = Some(state.data.clone());
-                    }
-                    self.hold(id.clone(), state);
-                }
-            }
-            self.acks.push(Ack {
-                device: self.id.clone(),
-                idempotency_key: batch.key.clone(),
-                record: id,
-                wanted: wanted.clone(),
-                result,
-            });
-        }
-    }
-
-    fn hold(&mut self, id: RecordId, state: Held) {
-        let bases = self.bases.entry(id.clone()).or_default();
-        bases.push_back((state.version, state.data.clone()));
-        while bases.len() > KEPT_BASES {
-            bases.pop_front();
-        }
-        self.replica.insert(id, state);
     }
 
     /// Pulls pages until the server has nothing more (or `max_pages` pages). Returns whether
@@ -595,8 +526,9 @@ impl Device {
                 return false;
             }
             pages += 1;
+            let from = self.local.meta.cursor.clone();
             let request = PullRequest {
-                cursor: self.cursor.clone(),
+                cursor: from.clone(),
                 delta: delta_now,
                 device_id: Some(self.id.clone()),
                 ..PullRequest::default()
@@ -613,7 +545,7 @@ impl Device {
             let reply = match result {
                 Ok(reply) => reply,
                 Err(error) => {
-                    self.record_error(&error, "pull");
+                    self.record_error(&error, "pull", None);
                     return false;
                 }
             };
@@ -624,19 +556,43 @@ impl Device {
             }
             self.stats.pull_latencies_us.push(micros(reply.latency));
             let page = reply.body;
-            if !self.apply_page(&page.changes) {
-                // A delta whose base we do not hold: this page again, in full.
-                self.stats.delta_fallbacks += 1;
-                delta_now = false;
-                continue;
-            }
-            delta_now = delta;
-            progress.pulled.fetch_add(page.changes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            self.cursor = Some(page.cursor);
-            if !page.has_more {
-                return true;
+            match core::pull_answered(&mut self.local, from.as_deref(), &page) {
+                Ok(PullOutcome::Apply { step, more }) => {
+                    self.count_page(&page, progress);
+                    if !self.commit(Ok(step)) {
+                        return false;
+                    }
+                    if !more {
+                        return true;
+                    }
+                    delta_now = delta;
+                }
+                Ok(PullOutcome::NeedFull) if delta_now => {
+                    // A delta whose base this device does not hold: this page again, in full.
+                    self.stats.delta_fallbacks += 1;
+                    delta_now = false;
+                }
+                Ok(PullOutcome::NeedFull) => {
+                    self.violations.push(format!("{}: a full page held a record without data", self.id));
+                    return false;
+                }
+                Ok(PullOutcome::Stale) => {
+                    self.violations.push(format!("{}: a pull from its own cursor was stale", self.id));
+                    return false;
+                }
+                Err(e) => {
+                    self.violations.push(format!("{}: client core: {e}", self.id));
+                    return false;
+                }
             }
         }
+    }
+
+    fn count_page(&mut self, page: &PullResponse, progress: &Progress) {
+        let records = page.changes.len() as u64;
+        self.stats.records_pulled += records;
+        self.stats.delta_records += page.changes.iter().filter(|c| c.patch.is_some()).count() as u64;
+        progress.pulled.fetch_add(records, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Live: opens the stream at the device's cursor when it has none (or it ended), then
@@ -644,15 +600,16 @@ impl Device {
     pub async fn follow_stream(&mut self, progress: &Progress) {
         if self.stream.as_ref().is_none_or(|s| s.task.is_finished() && s.batches.is_empty()) {
             self.stream = None;
-            match self.client.open_stream(self.cursor.as_deref()).await {
+            let at = self.local.meta.cursor.clone();
+            match self.client.open_stream(at.as_deref()).await {
                 Ok(sse) => {
                     self.stats.streams_opened += 1;
                     let (tx, batches) = tokio::sync::mpsc::channel(STREAM_BUFFER);
                     let task = tokio::spawn(read_stream(sse, tx));
-                    self.stream = Some(LiveStream { batches, task });
+                    self.stream = Some(LiveStream { batches, task, at });
                 }
                 Err(error) => {
-                    self.record_error(&error, "stream");
+                    self.record_error(&error, "stream", None);
                     return;
                 }
             }
@@ -664,20 +621,38 @@ impl Device {
             }
         }
         for batch in batches {
-            self.take_batch(batch, progress);
+            if !self.take_batch(batch, progress) {
+                self.stream = None;
+                return;
+            }
         }
     }
 
-    /// Applies one batch a stream delivered, in cursor order.
-    fn take_batch(&mut self, batch: PullResponse, progress: &Progress) {
+    /// Applies one batch a stream delivered, pulled from where the stream is; `false` when
+    /// the stream must be reopened.
+    fn take_batch(&mut self, batch: PullResponse, progress: &Progress) -> bool {
         self.stats.stream_batches += 1;
-        if !self.apply_page(&batch.changes) {
-            // Streams send full records (no `delta`): a patch here is the server's fault.
-            self.violations.push(format!("{}: a stream sent a patch it was not asked for", self.id));
-            return;
+        let at = self.stream.as_ref().and_then(|s| s.at.clone());
+        match core::pull_answered(&mut self.local, at.as_deref(), &batch) {
+            Ok(PullOutcome::Apply { step, .. }) => {
+                self.count_page(&batch, progress);
+                if let Some(stream) = &mut self.stream {
+                    stream.at = Some(batch.cursor.clone());
+                }
+                self.commit(Ok(step))
+            }
+            // The device's cursor moved elsewhere (a resync): reopen from it.
+            Ok(PullOutcome::Stale) => false,
+            Ok(PullOutcome::NeedFull) => {
+                // Streams send full records (no `delta`): a patch here is the server's fault.
+                self.violations.push(format!("{}: a stream sent a patch it was not asked for", self.id));
+                false
+            }
+            Err(e) => {
+                self.violations.push(format!("{}: client core: {e}", self.id));
+                false
+            }
         }
-        progress.pulled.fetch_add(batch.changes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        self.cursor = Some(batch.cursor);
     }
 
     /// Live: waits until the stream alone brought every record `expected` lists (record, the
@@ -693,7 +668,7 @@ impl Device {
             self.follow_stream(progress).await;
             let missing: Vec<(RecordId, i64)> = expected
                 .iter()
-                .filter(|(id, version)| self.replica.get(id).is_none_or(|held| held.version < *version))
+                .filter(|(id, version)| self.local.records.get(id).is_none_or(|held| held.version < *version))
                 .cloned()
                 .collect();
             if missing.is_empty() || Instant::now() >= deadline {
@@ -706,47 +681,6 @@ impl Device {
     /// Closes the live stream, if any.
     pub fn close_stream(&mut self) {
         self.stream = None;
-    }
-
-    /// Applies a pulled page; `false` (and nothing applied) when a delta's base is missing.
-    fn apply_page(&mut self, changes: &[RecordEnvelope]) -> bool {
-        let mut states = Vec::with_capacity(changes.len());
-        for record in changes {
-            let id: RecordId = (record.domain.clone(), record.mobile_id);
-            let state = match (&record.data, record.base_version, &record.patch) {
-                (Some(_), _, _) => Held::from_envelope(record),
-                (None, Some(base), Some(patch)) => {
-                    let Some(mut data) = self.base_data(&id, base) else { return false };
-                    let applied = JsonPatch::from_value(patch.clone())
-                        .and_then(|patch| sync_bandwidth::apply(&mut data, &patch));
-                    if applied.is_err() {
-                        return false;
-                    }
-                    self.stats.delta_records += 1;
-                    Some(Held { version: record.version, data, deleted: record.deleted })
-                }
-                _ => None,
-            };
-            let Some(state) = state else {
-                self.violations
-                    .push(format!("{}: pulled {id:?} v{} without data or patch", self.id, record.version));
-                continue;
-            };
-            states.push((id, state));
-        }
-        self.stats.records_pulled += states.len() as u64;
-        for (id, state) in states {
-            // Never move backwards: an acknowledgement may already hold a newer version.
-            if self.replica.get(&id).is_some_and(|h| h.version >= state.version) {
-                continue;
-            }
-            self.hold(id, state);
-        }
-        true
-    }
-
-    fn base_data(&self, id: &RecordId, version: i64) -> Option<Value> {
-        self.bases.get(id)?.iter().find(|(v, _)| *v == version).map(|(_, data)| data.clone())
     }
 
     /// Bytes this device sent and received.
@@ -770,7 +704,7 @@ async fn read_stream(mut sse: crate::sse::Sse, batches: tokio::sync::mpsc::Sende
                     return;
                 }
             }
-            "heartbeat" | "conflict" | "alert" => {}
+            "heartbeat" | "conflict" | "alert" | "message" => {}
             _ => return,
         }
     }

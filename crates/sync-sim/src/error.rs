@@ -1,26 +1,18 @@
 //! The one error type of sync-sim.
 
-use serde_json::Value;
-
 /// What can go wrong talking to a server or running a scenario.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request did not get an answer (connection refused, reset, timed out).
+    /// A request of the protocol failed (no answer, an error status, a body that does not
+    /// decode): sync-client's error, which keeps the status and `Retry-After`.
+    #[error(transparent)]
+    Client(#[from] sync_client::Error),
+    /// A request outside the device protocol (an admin list, a probe) got no answer.
     #[error("{path}: no answer: {source}")]
     Transport {
         path: String,
         #[source]
         source: reqwest::Error,
-    },
-    /// The server answered with an error status and the protocol's error body.
-    #[error("{path}: HTTP {status} {code}: {message}")]
-    Status { path: String, status: u16, code: String, message: String, retry_after: Option<u64> },
-    /// A request body could not be serialised.
-    #[error("{path}: cannot encode the request: {source}")]
-    Encode {
-        path: String,
-        #[source]
-        source: serde_json::Error,
     },
     /// A 200 response whose body is not what the protocol says.
     #[error("{path}: unexpected response body: {source}")]
@@ -29,15 +21,22 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// Compression or decompression of a body, or applying a delta, failed.
+    /// Compression or decompression of a body failed.
     #[error(transparent)]
     Bandwidth(#[from] sync_bandwidth::BandwidthError),
     /// A token could not be signed.
     #[error("cannot sign a token: {0}")]
     Token(#[from] jsonwebtoken::errors::Error),
-    /// Reading the server's database for the invariants failed.
+    /// A query on the server's database (the invariants, the raw baseline) failed.
     #[error("server database: {0}")]
-    Database(#[from] sync_domain::Error),
+    Database(#[from] diesel::result::Error),
+    /// The server's database could not be reached.
+    #[error("connecting to {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: diesel::ConnectionError,
+    },
     /// Bad scenario parameters or command-line arguments.
     #[error("{0}")]
     Config(String),
@@ -60,35 +59,20 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// An error status from its body (`{"error": {"code", "message"}}`), however malformed.
-    pub(crate) fn status(path: &str, status: u16, body: &[u8], retry_after: Option<u64>) -> Error {
-        let error = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("error").cloned());
-        let field = |name: &str| {
-            error.as_ref().and_then(|e| e.get(name)).and_then(Value::as_str).unwrap_or_default().to_owned()
-        };
-        Error::Status {
-            path: path.to_owned(),
-            status,
-            code: field("code"),
-            message: field("message"),
-            retry_after,
-        }
-    }
-
     /// The HTTP status, when the server answered.
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            Error::Status { status, .. } => Some(*status),
+            Error::Client(e) => e.http_status(),
             _ => None,
         }
     }
 
-    /// Whether a client should try the same request again later: no answer, 429, 503, or
-    /// another 5xx (a push carries its idempotency key, so a retry is always safe).
+    /// Whether a client should try the same request again later: no answer, 408, 429 or a
+    /// 5xx (a push carries its idempotency key, so a retry is always safe).
     pub fn is_retryable(&self) -> bool {
         match self {
+            Error::Client(e) => e.is_retryable(),
             Error::Transport { .. } => true,
-            Error::Status { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
     }

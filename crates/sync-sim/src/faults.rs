@@ -23,10 +23,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use crate::db::{Backend, Database};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use sync_domain::{Backend, ConnectOptions, Database};
 
 use crate::error::{Error, Result};
 use crate::invariants::Invariant;
@@ -296,9 +296,9 @@ pub async fn run(binary: &Path, backend: Backend, options: &FaultOptions) -> Res
         FaultKind::DiskFull => {
             let disk = SmallDisk::mount(DISK_BYTES)?;
             let url = format!("sqlite://{}", disk.dir.join("sync.db").display());
-            let database = Database::connect(&url, ConnectOptions::default())?;
-            database.migrate()?;
-            let server = ServerProcess::start_on(binary, ServerDb::at(url, database.clone()), &[]).await?;
+            // `serve` migrates the new file.
+            let database = Database::at(&url)?;
+            let server = ServerProcess::start_on(binary, ServerDb::at(database.clone()), &[]).await?;
             let target = server.target();
             let (fleet, injected) = tokio::join!(
                 run_fleet(&target, backend, options),
@@ -449,24 +449,7 @@ impl Outage<'_> {
 
     /// Terminates every backend serving the server; returns how many.
     async fn terminate(&self) -> Result<usize> {
-        let tag = self.tag.to_owned();
-        // A connection of its own: the database handle's pool may hold dead connections
-        // after a cluster restart, and it has no business being named like the server's.
-        let url = sync_domain::testing::postgres_url();
-        let terminated = tokio::task::spawn_blocking(move || -> Result<usize> {
-            use diesel::{Connection, RunQueryDsl};
-            let mut conn = diesel::PgConnection::establish(&url)
-                .map_err(|e| Error::Server(format!("cannot connect to PostgreSQL: {e}")))?;
-            diesel::sql_query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-            )
-            .bind::<diesel::sql_types::Text, _>(tag)
-            .execute(&mut conn)
-            .map_err(|e| Error::Server(format!("pg_terminate_backend failed: {e}")))
-        })
-        .await
-        .map_err(|e| Error::Server(format!("the terminating task failed: {e}")))??;
-        Ok(terminated)
+        crate::db::terminate_backends(self.tag).await
     }
 }
 
@@ -653,18 +636,7 @@ fn readyz_saw_outage(probes: &Probes, outages: usize) -> Invariant {
 async fn integrity(database: &Database) -> Invariant {
     let mut inv = Invariant::new("sqlite_integrity_check");
     inv.checked = 1;
-    let result = database
-        .run(|conn| {
-            use diesel::RunQueryDsl;
-            #[derive(diesel::QueryableByName)]
-            struct Row {
-                #[diesel(sql_type = diesel::sql_types::Text)]
-                integrity_check: String,
-            }
-            let rows: Vec<Row> = diesel::sql_query("PRAGMA integrity_check").load(conn)?;
-            Ok(rows.into_iter().map(|r| r.integrity_check).collect::<Vec<_>>())
-        })
-        .await;
+    let result = database.integrity_check().await;
     match result {
         Ok(lines) if lines == ["ok"] => {}
         Ok(lines) => inv.fail(|| format!("PRAGMA integrity_check: {}", lines.join("; "))),

@@ -45,7 +45,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Value, json};
-use sync_domain::protocol::{Change, Op, PullRequest, PushRequest};
+use sync_protocol::{Change, Op, PullRequest, PushRequest};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -255,8 +255,7 @@ pub async fn run(server: &ServerProcess, duration: Duration) -> Result<HostileRe
     let target = server.target();
     let base = target.base_url.clone();
     let address = base.trim_start_matches("http://").to_owned();
-    let http = SyncClient::http_client()?;
-    let good = SyncClient::new(http, &base, target.issuer.device("acme", "good", None)?);
+    let good = SyncClient::new(&base, target.issuer.device("acme", "good", None)?)?;
     let device = target.issuer.device("evil", "mallory", None)?;
     let admin = target.issuer.admin("evil", "mallory-admin")?;
 

@@ -17,12 +17,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
-use sync_domain::engine::ConflictView;
-use sync_domain::protocol::Outcome;
-use sync_domain::store::{ConflictRow, VersionRow};
+use sync_client::RecordId;
+use sync_protocol::ConflictView;
+use sync_protocol::Outcome;
 use uuid::Uuid;
 
-use crate::device::{Ack, Held, RecordId};
+use crate::db::{ConflictRow, VersionRow};
+use crate::device::{Ack, Held};
 
 /// Most conflicts the HTTP conflict list returns in one call.
 pub const HTTP_CONFLICT_LIMIT: u32 = 500;
@@ -78,7 +79,7 @@ impl ServerView {
                 let id = Uuid::parse_str(&row.mobile_id).ok()?;
                 let data = serde_json::from_str(&row.data).unwrap_or_default();
                 Some((
-                    ((row.domain, id), row.version),
+                    (RecordId::new(row.domain, id), row.version),
                     Held { version: row.version, data, deleted: row.deleted },
                 ))
             })
@@ -174,7 +175,7 @@ pub fn check(
 }
 
 fn show(id: &RecordId) -> String {
-    format!("{}/{}", id.0, id.1)
+    id.to_string()
 }
 
 fn converged(fleet: &[Holdings<'_>], server: &ServerView) -> Invariant {
@@ -338,14 +339,16 @@ fn conflicts_logged(acks: &[Ack], server: &ServerView) -> Invariant {
                 format!("conflict {id} on {} was reported to a device but is not logged", show(record))
             }),
             None => {}
-            Some(c) if c.domain != record.0 || c.mobile_id != record.1.to_string() => inv.fail(|| {
-                format!(
-                    "conflict {id} is logged for {}/{}, reported for {}",
-                    c.domain,
-                    c.mobile_id,
-                    show(record)
-                )
-            }),
+            Some(c) if c.domain != record.domain || c.mobile_id != record.mobile_id.to_string() => {
+                inv.fail(|| {
+                    format!(
+                        "conflict {id} is logged for {}/{}, reported for {}",
+                        c.domain,
+                        c.mobile_id,
+                        show(record)
+                    )
+                })
+            }
             Some(_) => {}
         }
     }

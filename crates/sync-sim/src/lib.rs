@@ -1,10 +1,12 @@
 //! Simulated device fleets for syncforge, over the real protocol.
 //!
-//! - [`SyncClient`]: a small typed HTTP client of PROTOCOL.md (push with idempotency keys,
-//!   pull with cursors and deltas, queue status, the conflict list), which counts bytes on
-//!   the wire. Other Rust services and apps can use it as it is.
-//! - [`Device`]: a phone: a replica, an outbox, edits of several domains, offline periods,
-//!   retries with the same key, the server's batch-size and compression rules.
+//! - [`Device`]: a phone running sync-client's sans-IO core (replica, outbox, idempotency
+//!   keys, coalescing, deltas, resyncs) over sync-client's HTTP `Remote`, with the
+//!   simulation's workload, offline periods and network faults in between.
+//! - [`SyncClient`]: sync-client's `Remote` with each exchange timed, for the benchmark and
+//!   the fault scenarios, which drive the protocol by hand.
+//! - [`db`]: the server's database as the simulator needs it: fresh ones for the servers it
+//!   starts, and the history and conflict log the invariants judge.
 //! - [`NetworkProfile`]: latency, jitter, lost requests and responses, duplicates, reordered
 //!   retries, offline periods; per device, with a skewed clock.
 //! - [`Scenario`] presets (`basic_sync`, `high_conflict`, `network_issues`, `offline_burst`,
@@ -17,6 +19,7 @@
 pub mod bench;
 pub mod charts;
 pub mod client;
+pub mod db;
 pub mod device;
 pub mod error;
 pub mod faults;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
-use sync_domain::protocol::{PullRequest, PushRequest};
+use sync_protocol::{PullRequest, PushRequest};
 use uuid::Uuid;
 
 use crate::bench::{BenchOptions, new_change, push_until};
@@ -90,13 +90,14 @@ pub async fn run(
     other_node: Option<&ServerProcess>,
     options: &BenchOptions,
 ) -> Result<LiveResults> {
-    let http = SyncClient::http_client()?;
-    let streams = crate::sse::client()?;
+    // One connection pool per node, each request with its own token.
+    let streams = SyncClient::new(server.base_url(), "")?;
+    let streams_on = |base_url: &str| SyncClient::new(base_url, "");
     let target = server.target();
     let tenant = format!("live-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let token = |tenant: &str, user: &str| target.issuer.device(tenant, user, None);
     let device = |base_url: &str, user: &str| -> Result<SyncClient> {
-        Ok(SyncClient::new(http.clone(), base_url, token(&tenant, user)?))
+        Ok(streams_on(base_url)?.with_token(token(&tenant, user)?))
     };
     let base = server.base_url();
     // Which case failed, in the error.
@@ -105,7 +106,6 @@ pub async fn run(
     let write_to_stream_idle = write_to_stream(
         &device(base, "writer")?,
         &streams,
-        base,
         &token(&tenant, "watcher")?,
         options.latency_samples,
     )
@@ -118,7 +118,6 @@ pub async fn run(
     let loaded = write_to_stream(
         &device(base, "writer2")?,
         &streams,
-        base,
         &token(&tenant, "watcher2")?,
         options.latency_samples,
     )
@@ -130,8 +129,7 @@ pub async fn run(
         Some(node) => Some(
             write_to_stream(
                 &device(base, "writer3")?,
-                &streams,
-                node.base_url(),
+                &streams_on(node.base_url())?,
                 &token(&tenant, "watcher3")?,
                 options.latency_samples,
             )
@@ -143,9 +141,8 @@ pub async fn run(
 
     let fanout_tenant = format!("{tenant}-fan");
     let fanout = fanout(
-        &SyncClient::new(http.clone(), base, token(&fanout_tenant, "writer")?),
+        &streams.with_token(token(&fanout_tenant, "writer")?),
         &streams,
-        base,
         &(0..options.fanout_subscribers)
             .map(|i| token(&fanout_tenant, &format!("sub{i}")))
             .collect::<Result<Vec<_>>>()?,
@@ -170,18 +167,17 @@ pub async fn run(
     })
 }
 
-/// From a push's response to the change on the watcher's stream (opened at `stream_base`, at
+/// From a push's response to the change on the watcher's stream (opened through `streams`, at
 /// the end of the tenant), `samples` times.
 async fn write_to_stream(
     writer: &SyncClient,
-    streams: &reqwest::Client,
-    stream_base: &str,
+    streams: &SyncClient,
     watcher_token: &str,
     samples: usize,
 ) -> Result<Latency> {
     let watcher = writer.with_token(watcher_token);
     let cursor = end_cursor(&watcher).await?;
-    let mut sse = Sse::open(streams, stream_base, watcher_token, cursor.as_deref()).await?;
+    let mut sse = streams.with_token(watcher_token).open_stream(cursor.as_deref()).await?;
     let writer_id = Uuid::new_v4().to_string();
     let mut latencies = Vec::with_capacity(samples);
     for n in 0..samples {
@@ -197,10 +193,11 @@ async fn write_to_stream(
 }
 
 /// Opens one stream per token, at most [`OPEN_CONCURRENCY`] at a time.
-async fn open_all(streams: &reqwest::Client, base_url: &str, tokens: &[String]) -> Result<Vec<Sse>> {
+async fn open_all(streams: &SyncClient, tokens: &[String]) -> Result<Vec<Sse>> {
     let mut opened = Vec::with_capacity(tokens.len());
     for chunk in tokens.chunks(OPEN_CONCURRENCY) {
-        let opening = chunk.iter().map(|token| Sse::open(streams, base_url, token, None));
+        let clients: Vec<SyncClient> = chunk.iter().map(|token| streams.with_token(token.as_str())).collect();
+        let opening = clients.iter().map(|client| client.open_stream(None));
         for sse in futures_util::future::join_all(opening).await {
             opened.push(sse?);
         }
@@ -212,12 +209,11 @@ async fn open_all(streams: &reqwest::Client, base_url: &str, tokens: &[String]) 
 /// waits until every stream has it.
 async fn fanout(
     writer: &SyncClient,
-    streams: &reqwest::Client,
-    base_url: &str,
+    streams: &SyncClient,
     tokens: &[String],
     commits: usize,
 ) -> Result<FanoutCase> {
-    let subscribers = open_all(streams, base_url, tokens).await?;
+    let subscribers = open_all(streams, tokens).await?;
     // Arrivals of each record id, stamped by the subscriber that read it.
     let arrivals: Arc<Mutex<HashMap<String, Vec<Instant>>>> = Arc::default();
     let delivered = Arc::new(AtomicUsize::new(0));
@@ -286,13 +282,13 @@ async fn fanout(
 /// One idle stream per token; after they are open, watches two heartbeat periods.
 async fn idle_connections(
     server: &ServerProcess,
-    streams: &reqwest::Client,
+    streams: &SyncClient,
     tokens: &[String],
 ) -> Result<IdleCase> {
     let mib = |bytes: Option<u64>| bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0);
     let rss_before_mib = mib(server.rss_bytes());
     let started = Instant::now();
-    let opened = open_all(streams, server.base_url(), tokens).await?;
+    let opened = open_all(streams, tokens).await?;
     let open_seconds = started.elapsed().as_secs_f64();
     let heartbeat = ServerProcess::heartbeat_secs();
     let watch_for = Duration::from_secs(heartbeat * 2 + 1);

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sync_domain::{Backend, ConnectOptions, Database};
 use sync_sim::bench::{self, BenchOptions};
+use sync_sim::db::{Backend, Database};
 use sync_sim::faults::{FaultKind, FaultOptions};
 use sync_sim::scenario::parse_duration;
 use sync_sim::server::ServerProcess;
@@ -254,7 +254,7 @@ async fn simulate(args: SimulateArgs) -> Result<bool> {
             .clone()
             .ok_or_else(|| Error::Config("--url needs --jwt-secret (or SYNC_JWT_SECRET)".into()))?;
         let database = match &args.database_url {
-            Some(db_url) => Some(Database::connect(db_url, ConnectOptions::default())?),
+            Some(db_url) => Some(Database::at(db_url)?),
             None => None,
         };
         let target = Target {

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sync_domain::Database;
-use sync_domain::protocol::PullRequest;
+use sync_client::RecordId;
+use sync_protocol::PullRequest;
 
 use crate::client::SyncClient;
-use crate::device::{Ack, Device, Held, RecordId};
+use crate::db::Database;
+use crate::device::{Ack, Device, Held};
 use crate::error::{Error, Result};
 use crate::invariants::{self, ServerRecord, ServerView};
 use crate::network::NetworkProfile;
@@ -54,7 +55,6 @@ pub struct RunOptions {
 /// report, whose invariants say whether the server behaved.
 pub async fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> Result<Report> {
     scenario.validate()?;
-    let http = SyncClient::http_client()?;
     let tenant = options.tenant.clone().unwrap_or_else(|| {
         format!("sim-{}-{}", scenario.kind, &uuid::Uuid::new_v4().simple().to_string()[..8])
     });
@@ -64,10 +64,12 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> 
     let nodes: Vec<&str> = std::iter::once(target.base_url.as_str())
         .chain(target.other_nodes.iter().map(String::as_str))
         .collect();
+    // One connection pool per node; each device acts with its own token.
+    let pools = nodes.iter().map(|node| SyncClient::new(node, "")).collect::<Result<Vec<_>>>()?;
     let client_on = |node: usize, user: &str, unit: Option<&String>| -> Result<SyncClient> {
         let units = unit.map(|u| vec![u.clone()]);
         let token = target.issuer.device(&tenant, user, units.as_deref())?;
-        Ok(SyncClient::new(http.clone(), nodes[node % nodes.len()], token))
+        Ok(pools[node % pools.len()].with_token(token))
     };
     let client_for = |user: &str, unit: Option<&String>| client_on(0, user, unit);
 
@@ -175,7 +177,7 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> 
     // stream alone, before anyone pulls.
     let mut live = None;
     let devices = if scenario.live {
-        let server = read_server(&http, target, &tenant).await?;
+        let server = read_server(&pools[0], target, &tenant).await?;
         let expected: HashMap<String, Vec<(RecordId, i64)>> =
             units.iter().map(|unit| (unit.clone(), server.visible_versions(unit))).collect();
         let checked = devices.iter().map(|d| expected.get(&d.unit).map_or(0, Vec::len) as u64).sum::<u64>();
@@ -191,8 +193,8 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> 
                     async move {
                         let wanted = expected.get(&device.unit).cloned().unwrap_or_default();
                         let missing = device.await_stream(&wanted, timeout, &progress).await;
-                        if let Some(((domain, id), version)) = missing.first() {
-                            let example = format!("{domain}/{id} v{version}");
+                        if let Some((id, version)) = missing.first() {
+                            let example = format!("{id} v{version}");
                             misses.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((
                                 device.id.clone(),
                                 missing.len(),
@@ -237,15 +239,16 @@ pub async fn run(scenario: &Scenario, target: &Target, options: &RunOptions) -> 
     }
 
     // The server's side, and the verdict.
-    let server = read_server(&http, target, &tenant).await?;
+    let server = read_server(&pools[0], target, &tenant).await?;
     let mut acks: Vec<Ack> = Vec::new();
     let mut violations = Vec::new();
     for device in seeders.iter().chain(&devices) {
         acks.extend(device.acks.iter().cloned());
         violations.extend(device.violations.iter().cloned());
     }
+    let replicas: Vec<HashMap<RecordId, Held>> = devices.iter().map(Device::replica).collect();
     let fleet: Vec<(&str, &str, &HashMap<RecordId, Held>)> =
-        devices.iter().map(|d| (d.id.as_str(), d.unit.as_str(), d.replica())).collect();
+        devices.iter().zip(&replicas).map(|(d, r)| (d.id.as_str(), d.unit.as_str(), r)).collect();
     let mut invariants = invariants::check(&fleet, &acks, &violations, &server);
     invariants.extend(live);
 
@@ -280,9 +283,8 @@ where
 
 /// What the server holds for `tenant`: its state through a full pull, and its history and
 /// conflict log from the database when we may read it (else the conflict list over HTTP).
-async fn read_server(http: &reqwest::Client, target: &Target, tenant: &str) -> Result<ServerView> {
-    let auditor =
-        SyncClient::new(http.clone(), &target.base_url, target.issuer.device(tenant, "auditor", None)?);
+async fn read_server(pool: &SyncClient, target: &Target, tenant: &str) -> Result<ServerView> {
+    let auditor = pool.with_token(target.issuer.device(tenant, "auditor", None)?);
     let mut state = HashMap::new();
     let mut cursor = None;
     loop {
@@ -294,7 +296,8 @@ async fn read_server(http: &reqwest::Client, target: &Target, tenant: &str) -> R
                 data: record.data.unwrap_or_default(),
                 deleted: record.deleted,
             };
-            state.insert((record.domain, record.mobile_id), ServerRecord { held, bu: record.bu });
+            state
+                .insert(RecordId::new(record.domain, record.mobile_id), ServerRecord { held, bu: record.bu });
         }
         cursor = Some(page.cursor);
         if !page.has_more {
@@ -303,20 +306,13 @@ async fn read_server(http: &reqwest::Client, target: &Target, tenant: &str) -> R
     }
     match &target.database {
         Some(db) => {
-            let tenant_id = tenant.to_owned();
-            let (history, conflicts) = db
-                .run(move |conn| {
-                    let history = sync_domain::store::tenant_history(conn, &tenant_id)?;
-                    let query = sync_domain::store::ConflictQuery::default();
-                    let conflicts = sync_domain::store::list_conflicts(conn, &tenant_id, &query)?;
-                    Ok((history, conflicts))
-                })
-                .await?;
+            let history = db.history(tenant).await?;
+            let conflicts = db.conflicts(tenant).await?;
             Ok(ServerView::with_database(state, history, conflicts))
         }
         None => {
             let admin = auditor.with_token(target.issuer.admin(tenant, "auditor")?);
-            let conflicts = admin.conflicts(Some("all"), invariants::HTTP_CONFLICT_LIMIT).await?.body;
+            let conflicts = admin.conflicts(invariants::HTTP_CONFLICT_LIMIT).await?;
             Ok(ServerView::over_http(state, conflicts))
         }
     }

@@ -1,5 +1,5 @@
 //! A `sync-server` process for a simulation, a benchmark or a fault scenario: on a fresh SQLite
-//! file or a fresh PostgreSQL schema (or a database the caller prepared), with a JWT secret for
+//! file or a fresh PostgreSQL database (or a database the caller prepared; `serve` migrates it), with a JWT secret for
 //! the fleet's tokens, its CPU time and peak memory read from `/proc`, and a crash and restart
 //! on demand.
 
@@ -8,9 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sync_domain::testing::TestDb;
-use sync_domain::{Backend, Database};
-
+use crate::db::{Backend, Database, FreshDatabase};
 use crate::error::{Error, Result};
 use crate::runner::Target;
 use crate::token::TokenIssuer;
@@ -36,34 +34,35 @@ pub struct ServerProcess {
     env: Vec<(String, String)>,
 }
 
-/// The database of a server: a fresh test database (removed when the last server on it is
-/// dropped), or one the caller prepared (a SQLite file on a small filesystem, say).
+/// The database of a server: a fresh one (removed when the last server on it is dropped), or
+/// one the caller prepared (a SQLite file on a small filesystem, say).
 #[derive(Debug)]
 pub struct ServerDb {
+    /// The URL the server is given (it may name the server's connections).
     url: String,
+    /// The same database for the simulator's own connections.
     database: Database,
-    /// Keeps a fresh test database alive, and removes it afterwards.
-    _test: Option<TestDb>,
+    /// Keeps a fresh database alive, and removes it afterwards.
+    _fresh: Option<FreshDatabase>,
 }
 
 impl ServerDb {
-    /// A fresh test database of `backend`.
+    /// A fresh, empty database of `backend` (the server migrates it when it starts).
     pub fn fresh(backend: Backend) -> Result<ServerDb> {
-        let db = match backend {
-            Backend::Sqlite => TestDb::sqlite(),
-            Backend::Postgres => TestDb::postgres().ok_or_else(|| {
-                Error::Server("PostgreSQL is not reachable (see SYNC_TEST_DATABASE_URL)".into())
-            })?,
-        };
-        Ok(ServerDb { url: db.url().to_owned(), database: db.database().clone(), _test: Some(db) })
+        let fresh = FreshDatabase::new(backend)?;
+        Ok(ServerDb {
+            url: fresh.database().url().to_owned(),
+            database: fresh.database().clone(),
+            _fresh: Some(fresh),
+        })
     }
 
-    /// The database at `url`, which `database` reaches too.
-    pub fn at(url: String, database: Database) -> ServerDb {
-        ServerDb { url, database, _test: None }
+    /// The database at `database`'s URL, as it is.
+    pub fn at(database: Database) -> ServerDb {
+        ServerDb { url: database.url().to_owned(), database, _fresh: None }
     }
 
-    /// A fresh test database of `backend` whose server names its PostgreSQL connections
+    /// A fresh database of `backend` whose server names its PostgreSQL connections
     /// `<prefix>-<random>` (`application_name`), so that they can be found in
     /// `pg_stat_activity`; and that name. On SQLite the name is made but not used.
     pub fn fresh_named(backend: Backend, prefix: &str) -> Result<(ServerDb, String)> {
@@ -81,7 +80,7 @@ impl ServerDb {
         &self.url
     }
 
-    /// A handle on the same database, for the invariants.
+    /// The same database, for the invariants.
     pub fn database(&self) -> &Database {
         &self.database
     }

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::db::Backend;
 use serde::Serialize;
-use sync_domain::Backend;
 
 use crate::client::SyncClient;
 use crate::device::Device;
@@ -169,11 +169,8 @@ async fn sample(
     every: Duration,
 ) -> Result<Vec<Sample>> {
     let tenant = format!("soak-probe-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let client = SyncClient::new(
-        SyncClient::http_client()?,
-        &target.base_url,
-        target.issuer.device(&tenant, "probe", Some(&["u0".to_owned()]))?,
-    );
+    let client =
+        SyncClient::new(&target.base_url, target.issuer.device(&tenant, "probe", Some(&["u0".to_owned()]))?)?;
     let behaviour = Scenario::preset(ScenarioKind::BasicSync).behaviour();
     let mut probe = Device::new(
         "probe".into(),
@@ -219,24 +216,8 @@ async fn db_connections(server: &ServerProcess, tag: &str) -> Result<Option<u64>
     if server.backend() != Backend::Postgres {
         return Ok(None);
     }
-    let tag = tag.to_owned();
-    let count = server
-        .database()
-        .run(move |conn| {
-            use diesel::RunQueryDsl;
-            #[derive(diesel::QueryableByName)]
-            struct Count {
-                #[diesel(sql_type = diesel::sql_types::BigInt)]
-                n: i64,
-            }
-            let rows: Vec<Count> =
-                diesel::sql_query("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1")
-                    .bind::<diesel::sql_types::Text, _>(tag)
-                    .load(conn)?;
-            Ok(rows.first().map_or(0, |c| c.n))
-        })
-        .await?;
-    Ok(Some(u64::try_from(count).unwrap_or(0)))
+    let count = server.database().connections_named(tag).await?;
+    Ok(Some(count))
 }
 
 /// The Theil–Sen slope of `points` (x in seconds), per second: the median of the slopes

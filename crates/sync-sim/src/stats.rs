@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
-use sync_domain::protocol::Outcome;
+use sync_protocol::Outcome;
 
 use crate::client::Traffic;
 

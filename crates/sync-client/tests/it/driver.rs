@@ -235,3 +235,66 @@ async fn a_cursor_the_server_never_handed_out_starts_a_resync() {
     );
     assert_eq!(c.store().meta().unwrap().cursor.as_deref(), Some("c1.1"));
 }
+
+/// A gzipped pull answer: the exchange tells its bytes on the wire from its JSON, and the
+/// decoded page is the one sent. A gzip bomb is refused instead of filling memory.
+#[tokio::test]
+async fn exchanges_count_wire_bytes_and_refuse_gzip_bombs() {
+    let page = json!({"changes": [record(Uuid::new_v4(), 1, &"x".repeat(5000))], "cursor": "c1.1",
+                      "has_more": false, "remaining": 0});
+    let json_bytes = serde_json::to_vec(&page).unwrap();
+    let gzipped = sync_bandwidth::CompressionConfig::default().compress(json_bytes.clone()).unwrap();
+    assert_eq!(gzipped.content_encoding(), Some("gzip"));
+    let gzipped = gzipped.body;
+    let bomb = {
+        let config = sync_bandwidth::CompressionConfig {
+            mode: sync_bandwidth::CompressionMode::Always,
+            ..Default::default()
+        };
+        config.compress(vec![b' '; sync_client::http::MAX_RESPONSE_BYTES + 1024]).unwrap().body
+    };
+    let pull = move |headers: HeaderMap,
+                     query: axum::extract::Query<std::collections::HashMap<String, String>>| {
+        let (gzipped, bomb) = (gzipped.clone(), bomb.clone());
+        async move {
+            assert_eq!(headers.get("accept-encoding").and_then(|v| v.to_str().ok()), Some("gzip"));
+            let body = if query.contains_key("cursor") { bomb } else { gzipped };
+            ([("content-type", "application/json"), ("content-encoding", "gzip")], body)
+        }
+    };
+    let url = serve(Router::new().route("/api/v1/sync/pull", get(pull))).await;
+    let remote = Remote::new(&url, "token").unwrap();
+    let exchange = remote.pull_exchange(&sync_client::http::PullParams::default()).await.unwrap();
+    assert_eq!(exchange.json, json_bytes);
+    assert_eq!(exchange.traffic.received_raw, json_bytes.len() as u64);
+    assert!(exchange.traffic.received_wire < exchange.traffic.received_raw / 4, "{:?}", exchange.traffic);
+    assert_eq!(exchange.body.changes.len(), 1);
+    let params = sync_client::http::PullParams { cursor: Some("c1.1".into()), ..Default::default() };
+    let error = remote.pull(&params).await.unwrap_err();
+    assert!(matches!(error, sync_client::Error::Patch(_)), "{error}");
+}
+
+/// A full page (no deltas asked for) with a record that has no data is the server's fault:
+/// `sync()` says so instead of asking for the same page for ever.
+#[tokio::test]
+async fn a_full_page_without_data_is_an_error_not_a_loop() {
+    let id = Uuid::new_v4();
+    let asked = Arc::new(Mutex::new(0_u32));
+    let pull = {
+        let asked = Arc::clone(&asked);
+        move || {
+            *asked.lock().unwrap() += 1;
+            let mut broken = record(id, 2, "x");
+            broken.as_object_mut().unwrap().remove("data");
+            async move {
+                axum::Json(json!({"changes": [broken], "cursor": "c1.2", "has_more": false, "remaining": 0}))
+            }
+        }
+    };
+    let url = serve(Router::new().route("/api/v1/sync/pull", get(pull))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let error = client(&url, &dir).sync().await.unwrap_err();
+    assert!(matches!(error, sync_client::Error::Protocol(_)), "{error}");
+    // Once with deltas, once in full, then the error.
+    assert_eq!(*asked.lock().unwrap(), 2);
+}

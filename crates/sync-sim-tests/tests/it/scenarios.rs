@@ -1,13 +1,13 @@
 //! Every scenario, short, on SQLite and PostgreSQL: every invariant holds, and the scenario
 //! really did what it is named for.
 
-use sync_domain::Database;
+use sync_domain::testing::TestDb;
 use sync_sim::ScenarioKind;
 
 use super::*;
 
-async fn basic_sync(db: Database) {
-    let url = serve(&db, |r| r).await;
+async fn basic_sync(db: TestDb) {
+    let url = serve(db.database(), |r| r).await;
     let report = run(&short(ScenarioKind::BasicSync), &target(url, &db, true)).await;
     assert!(report.passed, "{}", report.to_table());
     assert!(report.changes.acknowledged > 100, "{}", report.to_table());
@@ -15,8 +15,8 @@ async fn basic_sync(db: Database) {
     assert!(report.bytes.saved_pct > 0.0, "{}", report.to_table());
 }
 
-async fn high_conflict(db: Database) {
-    let url = serve(&db, |r| r).await;
+async fn high_conflict(db: TestDb) {
+    let url = serve(db.database(), |r| r).await;
     let report = run(&short(ScenarioKind::HighConflict), &target(url, &db, true)).await;
     assert!(report.passed, "{}", report.to_table());
     assert!(report.conflict_rate_pct > 5.0, "{}", report.to_table());
@@ -24,8 +24,8 @@ async fn high_conflict(db: Database) {
     assert!(report.changes.merged + report.changes.server_won > 0, "{}", report.to_table());
 }
 
-async fn network_issues(db: Database) {
-    let url = serve(&db, |r| r).await;
+async fn network_issues(db: TestDb) {
+    let url = serve(db.database(), |r| r).await;
     let report = run(&short(ScenarioKind::NetworkIssues), &target(url, &db, true)).await;
     assert!(report.passed, "{}", report.to_table());
     let p = &report.pushes;
@@ -33,15 +33,15 @@ async fn network_issues(db: Database) {
     assert!(report.changes.acknowledged > 20, "{}", report.to_table());
 }
 
-async fn offline_burst(db: Database) {
-    let url = serve(&db, |r| r).await;
+async fn offline_burst(db: TestDb) {
+    let url = serve(db.database(), |r| r).await;
     let report = run(&short(ScenarioKind::OfflineBurst), &target(url, &db, true)).await;
     assert!(report.passed, "{}", report.to_table());
     assert!(report.changes.acknowledged > 200, "big outboxes came back\n{}", report.to_table());
 }
 
-async fn initial_sync(db: Database) {
-    let url = serve(&db, |r| r).await;
+async fn initial_sync(db: TestDb) {
+    let url = serve(db.database(), |r| r).await;
     let scenario = short(ScenarioKind::InitialSync);
     let report = run(&scenario, &target(url, &db, true)).await;
     assert!(report.passed, "{}", report.to_table());
@@ -52,8 +52,8 @@ async fn initial_sync(db: Database) {
 }
 
 /// Without database access the history invariants fall back to the final state, and say so.
-async fn over_http_only(db: Database) {
-    let url = serve(&db, |r| r).await;
+async fn over_http_only(db: TestDb) {
+    let url = serve(db.database(), |r| r).await;
     let report = run(&short(ScenarioKind::HighConflict), &target(url, &db, false)).await;
     assert!(report.passed, "{}", report.to_table());
     assert!(invariant(&report, "acknowledged_in_history").note.is_some());
@@ -62,8 +62,8 @@ async fn over_http_only(db: Database) {
 
 /// Devices follow live streams instead of polling: the streams alone bring every device what
 /// the server acknowledged, before the drain's pulls.
-async fn live_fleet(db: Database) {
-    let url = serve(&db, |r| r).await;
+async fn live_fleet(db: TestDb) {
+    let url = serve(db.database(), |r| r).await;
     let scenario = short(ScenarioKind::LiveFleet);
     let report = run(&scenario, &target(url, &db, true)).await;
     assert!(report.passed, "{}", report.to_table());
@@ -72,7 +72,7 @@ async fn live_fleet(db: Database) {
     assert!(report.changes.acknowledged > 50, "{}", report.to_table());
 }
 
-sync_domain::backend_tests!(
+backend_tests!(
     live_fleet,
     basic_sync,
     high_conflict,

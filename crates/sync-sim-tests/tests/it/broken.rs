@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use serde_json::{Value, json};
-use sync_domain::Database;
+use sync_domain::testing::TestDb;
 use sync_sim::ScenarioKind;
 
 use super::*;
@@ -50,9 +50,9 @@ fn respond(mut parts: axum::http::response::Parts, value: &Value) -> Response {
 
 /// Drops the last change of the fifth push of two or more changes, and tells the device it
 /// was applied.
-async fn acknowledges_a_lost_change(db: Database) {
+async fn acknowledges_a_lost_change(db: TestDb) {
     let pushes = Arc::new(Mutex::new(0_u32));
-    let url = serve(&db, move |router| {
+    let url = serve(db.database(), move |router| {
         router.layer(middleware::from_fn(move |request: Request, next: Next| {
             let pushes = Arc::clone(&pushes);
             async move {
@@ -91,9 +91,9 @@ async fn acknowledges_a_lost_change(db: Database) {
 }
 
 /// Never delivers the first record of one device's first pull of two or more records to it.
-async fn skips_a_record(db: Database) {
+async fn skips_a_record(db: TestDb) {
     let hidden: Arc<Mutex<Option<(String, Value)>>> = Arc::new(Mutex::new(None));
-    let url = serve(&db, move |router| {
+    let url = serve(db.database(), move |router| {
         router.layer(middleware::from_fn(move |request: Request, next: Next| {
             let hidden = Arc::clone(&hidden);
             async move {
@@ -127,8 +127,8 @@ async fn skips_a_record(db: Database) {
 
 /// Live streams that open and never say anything: the live fleet's delivery check fails
 /// although the final pulls would bring every device up to date.
-async fn silent_live_streams(db: Database) {
-    let url = serve(&db, |router| {
+async fn silent_live_streams(db: TestDb) {
+    let url = serve(db.database(), |router| {
         router.layer(middleware::from_fn(|request: Request, next: Next| async move {
             if request.uri().path() != "/api/v1/sync/stream" {
                 return next.run(request).await;
@@ -153,4 +153,4 @@ async fn silent_live_streams(db: Database) {
     assert!(invariant(&report, "converged").passed, "{}", report.to_table());
 }
 
-sync_domain::backend_tests!(acknowledges_a_lost_change, skips_a_record, silent_live_streams);
+backend_tests!(acknowledges_a_lost_change, skips_a_record, silent_live_streams);

@@ -1,0 +1,1 @@
+//! sync-sim against a real server: see `tests/it`. No library code.
