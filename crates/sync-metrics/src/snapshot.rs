@@ -82,7 +82,7 @@ pub struct Snapshot {
     pub bandwidth_efficiency_pct: f64,
     pub unique_devices: u64,
     pub unique_users: u64,
-    /// By domain name (a JSON object in GraphQL too, as its keys are the server's domains).
+    /// By domain name.
     pub domain_breakdown: BTreeMap<String, DomainCounts>,
 }
 
