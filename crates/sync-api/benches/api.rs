@@ -40,14 +40,14 @@ fn decoding(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_push_500");
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("identity", |b| {
-        b.iter(|| sync_api::rest::parse_json::<PushRequest>(black_box(&body)).unwrap())
+        b.iter(|| sync_api::http::parse_json::<PushRequest>(black_box(&body)).unwrap())
     });
     group.bench_function("gzip", |b| {
         b.iter(|| {
             let plain =
                 sync_bandwidth::decompress(black_box(&compressed), sync_bandwidth::Encoding::Gzip, 8 << 20)
                     .unwrap();
-            sync_api::rest::parse_json::<PushRequest>(&plain).unwrap()
+            sync_api::http::parse_json::<PushRequest>(&plain).unwrap()
         })
     });
     group.finish();

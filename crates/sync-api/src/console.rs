@@ -13,8 +13,8 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use crate::error::Result;
+use crate::http::{Caller, QueryParams};
 use crate::operation::SyncApi;
-use crate::rest::{Caller, QueryParams};
 
 /// Paths of the console and its endpoints.
 pub mod paths {
@@ -36,7 +36,7 @@ const STYLE_CSS: &str = include_str!("../console/console.css");
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The console's routes, merged into [`crate::router`].
+/// The console's routes, merged into the router (`router.rs`).
 pub fn routes() -> Router<SyncApi> {
     Router::new()
         .route(paths::CONSOLE, get(index))

@@ -6,11 +6,13 @@ pub mod console;
 pub mod cors;
 pub mod error;
 pub mod graphql;
+pub mod http;
 pub mod limits;
 pub mod live;
 pub mod openapi;
 pub mod operation;
 pub mod rest;
+pub mod router;
 pub mod webhooks;
 
 pub use auth::{Authenticator, Claims};
@@ -20,4 +22,4 @@ pub use operation::{
     ApiOptions, EncodedBody, OperationOutput, OperationRequest, RequestMetrics, SyncApi, SyncOperation,
     Transport,
 };
-pub use rest::router;
+pub use router::router;

@@ -22,8 +22,8 @@ use sync_live::{CloseReason, LiveError, LiveEvent, Next, ReadKey, StreamRequest,
 use tokio::time::Instant;
 
 use crate::error::{ApiError, ErrorBody, ErrorDetail, Result};
+use crate::http::{Caller, QueryParams};
 use crate::operation::{OperationOutput, OperationRequest, SyncApi};
-use crate::rest::{Caller, QueryParams};
 
 /// Paths of the live endpoints.
 pub mod paths {
@@ -198,7 +198,9 @@ async fn pull_once(
     caller: &Caller,
     request: &PullRequest,
 ) -> Result<sync_domain::engine::PullReply> {
-    let op = caller.clone().into_operation(OperationRequest::Pull(request.clone()));
+    let op = caller
+        .clone()
+        .into_operation(crate::operation::Transport::Rest, OperationRequest::Pull(request.clone()));
     match api.execute(op).await? {
         OperationOutput::Pull(reply) => Ok(reply),
         _ => Err(ApiError::Internal("a pull answered with something else".into())),
@@ -206,7 +208,7 @@ async fn pull_once(
 }
 
 fn pull_response(reply: sync_domain::engine::PullReply) -> Response {
-    crate::rest::json_response(
+    crate::http::json_response(
         StatusCode::OK,
         crate::operation::EncodedBody { bytes: reply.body, content_encoding: reply.content_encoding },
     )

@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
 use crate::operation::SyncApi;
 
 /// Routes, as utoipa reads them; documentation only, never called (the handlers themselves are
-/// in [`crate::rest`]).
+/// in the REST adapter, `rest.rs`).
 #[allow(dead_code)]
 mod routes {
     use sync_protocol::{

@@ -186,7 +186,7 @@ pub struct EncodedBody {
 }
 
 impl OperationOutput {
-    /// The response as a JSON value (what GraphQL returns); push parses the engine's exact body.
+    /// The response as a JSON value; push parses the engine's exact body.
     pub fn to_json(&self) -> Result<serde_json::Value> {
         fn value<T: Serialize>(v: &T) -> Result<serde_json::Value> {
             serde_json::to_value(v).map_err(|e| ApiError::Internal(format!("serialising a response: {e}")))
@@ -378,7 +378,6 @@ pub struct SyncApi {
     auth: Authenticator,
     recorder: SyncRecorder,
     compression: Arc<CompressionConfig>,
-    schema: crate::graphql::SyncSchema,
     limiter: Limiter,
     cors_allowed_origins: Arc<Vec<String>>,
     live: sync_live::Live,
@@ -418,7 +417,6 @@ impl SyncApi {
             auth,
             recorder: SyncRecorder::new(),
             compression: Arc::new(compression),
-            schema: crate::graphql::schema(),
             limiter: Limiter::new(options.limits),
             cors_allowed_origins: Arc::new(options.cors_allowed_origins),
             live,
@@ -474,11 +472,6 @@ impl SyncApi {
 
     pub fn engine(&self) -> &SyncEngine {
         &self.engine
-    }
-
-    /// The GraphQL schema served at `/graphql`.
-    pub fn graphql_schema(&self) -> &crate::graphql::SyncSchema {
-        &self.schema
     }
 
     /// The recorder `/metrics` renders.

@@ -129,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
                 let why = notice
                     .error
                     .map(|e| e.message)
-                    .or(notice.conflict.map(|c| c.strategy))
+                    .or(notice.conflict.map(|c| c.strategy.to_string()))
                     .unwrap_or_default();
                 println!("{}  {:<16} {}", notice.id, notice.outcome.as_str(), why);
             }

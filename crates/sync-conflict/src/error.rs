@@ -2,7 +2,7 @@
 //!
 //! Error policy: resolving a conflict never fails — every pair of states has a defined
 //! answer, so [`crate::resolve`] returns a result, not an error. Errors are for parsing the
-//! closed vocabularies (policy, resolution, winner), for refusing an inconsistent tenant
+//! closed vocabularies (policy, resolution, winner, conflict status), for refusing an inconsistent tenant
 //! policy, and for arithmetic on times that leaves the representable range.
 
 use crate::Policy;
@@ -17,6 +17,8 @@ pub enum ConflictError {
     UnknownResolution(String),
     #[error("unknown winner `{0}` (expected client, server, merged or none)")]
     UnknownWinner(String),
+    #[error("unknown conflict status `{0}` (expected pending, resolved or auto)")]
+    UnknownConflictStatus(String),
     #[error(
         "policy `{policy}` cannot be combined with auto_resolve = true: a manual policy never resolves by itself"
     )]
@@ -34,6 +36,7 @@ impl ConflictError {
             ConflictError::UnknownPolicy(_)
             | ConflictError::UnknownResolution(_)
             | ConflictError::UnknownWinner(_)
+            | ConflictError::UnknownConflictStatus(_)
             | ConflictError::DataNotAnObject { .. } => "validation",
             ConflictError::InconsistentPolicy { .. } => "inconsistent_policy",
             ConflictError::TimeOutOfRange(_) => "time_out_of_range",

@@ -19,4 +19,4 @@ pub use resolve::resolve;
 pub use result::{MergeDetails, Reason, ResolutionResult};
 pub use skew::{DEFAULT_MAX_CLOCK_SKEW, SkewCorrection, correct_clock_skew};
 pub use state::{ConflictInput, CriticalFields, RecordState};
-pub use vocab::{Policy, Resolution, Winner};
+pub use vocab::{ConflictStatus, Policy, Resolution, Winner};

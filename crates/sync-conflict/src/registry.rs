@@ -80,6 +80,9 @@ impl TenantPolicy {
 
 /// Where an effective policy comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "lowercase"))]
 #[serde(rename_all = "snake_case")]
 pub enum PolicySource {
     /// The protocol's domain default.

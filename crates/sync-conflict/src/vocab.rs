@@ -1,4 +1,7 @@
-//! The closed vocabularies of the protocol: `Policy`, `Resolution`, `Winner`.
+//! The closed vocabularies of the protocol: `Policy`, `Resolution`, `Winner`, `ConflictStatus`.
+//!
+//! With the feature `graphql` each is also a GraphQL enum whose values are the protocol's
+//! words (`client_wins`, not `CLIENT_WINS`), so that a GraphQL result reads as the REST JSON.
 
 use std::{fmt, str::FromStr};
 
@@ -12,8 +15,9 @@ macro_rules! words {
     ($(#[$meta:meta])* $name:ident, $err:ident { $($(#[$vmeta:meta])* $variant:ident => $word:literal,)+ }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
         pub enum $name {
-            $($(#[$vmeta])* $variant,)+
+            $($(#[$vmeta])* #[cfg_attr(feature = "graphql", graphql(name = $word))] $variant,)+
         }
 
         impl $name {
@@ -115,6 +119,18 @@ words! {
         Server => "server",
         Merged => "merged",
         None => "none",
+    }
+}
+
+words! {
+    /// Where a logged conflict stands.
+    ConflictStatus, UnknownConflictStatus {
+        /// A manual conflict waiting for an admin.
+        Pending => "pending",
+        /// A manual conflict an admin resolved.
+        Resolved => "resolved",
+        /// Resolved automatically by the policy when it happened.
+        Auto => "auto",
     }
 }
 

@@ -9,7 +9,8 @@
 //! - JSON columns are `String` holding JSON text (the engine parses only what it needs, and a
 //!   pull can pass stored data through unparsed); typed helpers parse them where useful;
 //! - enum-like text columns are typed Rust enums ([`Role`], [`ConflictStatus`], …), guarded by
-//!   `CHECK` constraints in the database;
+//!   `CHECK` constraints in the database; the protocol's own word lists (sync-conflict's
+//!   [`Policy`], [`Resolution`], [`Winner`], [`ConflictStatus`]) are stored through [`Word`];
 //! - batched reads and writes chunk their input so that no statement exceeds the backends'
 //!   bound-parameter limits.
 
@@ -24,15 +25,22 @@ mod tenants;
 
 use std::fmt;
 
+use diesel::backend::Backend;
+use diesel::deserialize::{self, FromSql};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Text;
+/// The protocol's conflict words, which the conflict log's rows hold.
+pub use sync_conflict::{ConflictStatus, Policy, Resolution, Winner};
+
 pub use activity::{count_active_devices, list_device_health, recent_device_sync_events};
 pub use analytics::{
     AlertRow, SnapshotRow, SyncEventKind, SyncEventRow, insert_alert, insert_snapshot, insert_sync_event,
     latest_snapshot, list_alerts, list_snapshots, list_sync_events,
 };
 pub use conflicts::{
-    ConflictQuery, ConflictResult, ConflictRow, ConflictStatus, PolicyRow, Winner, conflict_counts_by_domain,
-    delete_policy, get_conflict, get_policies, get_policy, insert_conflict, insert_conflicts, list_conflicts,
-    mark_conflict_resolved, upsert_policy,
+    ConflictQuery, ConflictRow, PolicyRow, conflict_counts_by_domain, delete_policy, get_conflict,
+    get_policies, get_policy, insert_conflict, insert_conflicts, list_conflicts, mark_conflict_resolved,
+    upsert_policy,
 };
 pub use devices::{
     DeviceHealthRow, DeviceRow, get_device, get_device_health, list_device_health_below,
@@ -87,6 +95,79 @@ impl fmt::Display for UnknownVariant {
 }
 
 impl std::error::Error for UnknownVariant {}
+
+/// A closed word list of another crate, stored as TEXT by its words.
+pub trait StoredWord: Copy + fmt::Debug + 'static {
+    /// The stored text.
+    fn word(self) -> &'static str;
+    /// The value `text` stores, if any (exact match: the database holds what [`Self::word`]
+    /// wrote).
+    fn from_word(text: &str) -> Option<Self>;
+}
+
+/// The TEXT column form of a [`StoredWord`]. diesel's `FromSql`/`ToSql` cannot be implemented
+/// for another crate's type, so row structs keep that type and name this wrapper in
+/// `#[diesel(deserialize_as = Word<T>, serialize_as = Word<T>)]`; filters compare with
+/// `column.eq(Word(value))`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = Text)]
+pub struct Word<T: StoredWord>(pub T);
+
+impl<T: StoredWord> From<T> for Word<T> {
+    fn from(value: T) -> Self {
+        Word(value)
+    }
+}
+
+impl<T: StoredWord, DB> ToSql<Text, DB> for Word<T>
+where
+    DB: Backend,
+    str: ToSql<Text, DB>,
+{
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, DB>) -> serialize::Result {
+        <str as ToSql<Text, DB>>::to_sql(self.0.word(), out)
+    }
+}
+
+impl<T: StoredWord, DB> FromSql<Text, DB> for Word<T>
+where
+    DB: Backend,
+    String: FromSql<Text, DB>,
+{
+    fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
+        let text = <String as FromSql<Text, DB>>::from_sql(bytes)?;
+        match T::from_word(&text) {
+            Some(value) => Ok(Word(value)),
+            None => Err(Box::new(UnknownVariant { kind: std::any::type_name::<T>(), value: text })),
+        }
+    }
+}
+
+/// [`StoredWord`] for sync-conflict's word lists, and the conversion diesel's
+/// `deserialize_as` calls (`From<Word<T>> for T`, which the orphan rule allows per type).
+macro_rules! stored_words {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl StoredWord for $ty {
+            fn word(self) -> &'static str {
+                self.as_str()
+            }
+
+            fn from_word(text: &str) -> Option<Self> {
+                <$ty>::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
+        }
+
+        impl From<Word<$ty>> for $ty {
+            fn from(word: Word<$ty>) -> Self {
+                word.0
+            }
+        }
+    )+};
+}
+
+stored_words!(Policy, Resolution, Winner, ConflictStatus);
 
 /// Defines an enum stored as TEXT: `as_str`, `FromStr`, `Display`, serde, and diesel
 /// `ToSql`/`FromSql` for every backend (including `MultiBackend`).

@@ -57,6 +57,8 @@ pub struct SyncEvent {
 /// (`total_sync_requests` = 0) say that the window was empty.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct Snapshot {
     pub total_sync_requests: u64,
     pub successful_syncs: u64,
@@ -80,6 +82,7 @@ pub struct Snapshot {
     pub bandwidth_efficiency_pct: f64,
     pub unique_devices: u64,
     pub unique_users: u64,
+    /// By domain name.
     pub domain_breakdown: BTreeMap<String, DomainCounts>,
 }
 
@@ -180,6 +183,8 @@ pub fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
 /// A domain and its conflicts, for the dashboard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct ConflictHotspot {
     pub domain: String,
     pub conflict_count: u64,

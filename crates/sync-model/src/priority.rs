@@ -8,8 +8,11 @@ use crate::ModelError;
 
 /// How urgently a record should reach devices. Ordered so that `High > Medium > Low`.
 ///
-/// Parsed case-insensitively (`HIGH`, `High`, `high`); written lowercase.
+/// Parsed case-insensitively (`HIGH`, `High`, `high`); written lowercase. With the feature
+/// `graphql`, a GraphQL enum of the same lowercase words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "lowercase"))]
 pub enum Priority {
     Low,
     #[default]

@@ -4,15 +4,20 @@ use serde::{Deserialize, Serialize};
 use sync_metrics::{ConflictHotspot, Snapshot};
 use time::OffsetDateTime;
 
+use crate::insight::AnomalySeverity;
+
 /// A stored snapshot: the window's numbers with its id and time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct SnapshotView {
     pub snapshot_id: String,
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
     pub time_window_hours: i64,
     #[serde(flatten)]
+    #[cfg_attr(feature = "graphql", graphql(flatten))]
     pub snapshot: Snapshot,
 }
 
@@ -40,6 +45,8 @@ fn one_hour() -> i64 {
 /// `POST /api/sync/snapshot/create/` response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct SnapshotCreated {
     pub snapshot_id: String,
     /// `created`.
@@ -51,6 +58,8 @@ pub struct SnapshotCreated {
 /// A device's health as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct DeviceHealthView {
     pub device_id: String,
     pub user_id: String,
@@ -70,11 +79,15 @@ pub struct DeviceHealthView {
 /// An alert raised on a snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct AlertView {
     pub id: String,
     pub snapshot_id: Option<String>,
+    /// `low_success_rate`, `high_conflict_rate`, `unhealthy_devices` or `anomaly_<metric>`.
     pub rule: String,
-    pub severity: String,
+    /// A snapshot's rules raise `warning` or `critical`; an anomaly's alert has its severity.
+    pub severity: AnomalySeverity,
     pub value: f64,
     pub threshold: f64,
     pub message: String,
@@ -85,6 +98,8 @@ pub struct AlertView {
 /// `GET /api/sync/dashboard/` response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct Dashboard {
     pub latest_snapshot: Option<SnapshotView>,
     /// The last 7 days' snapshots, oldest first.

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sync_conflict::Policy;
+use sync_conflict::{ConflictStatus, Policy, PolicySource, Resolution, Winner};
 use time::OffsetDateTime;
 
 use crate::pull::RecordEnvelope;
@@ -11,6 +11,8 @@ use crate::pull::RecordEnvelope;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct PolicyView {
     pub domain: String,
     /// The policy applied to conflicts (`manual` when `auto_resolve` is off).
@@ -19,23 +21,25 @@ pub struct PolicyView {
     pub configured_policy: Policy,
     pub auto_resolve: bool,
     pub notify_on_conflict: bool,
-    /// `default` or `tenant`.
-    #[cfg_attr(feature = "openapi", schema(pattern = "^(default|tenant)$"))]
-    pub source: String,
+    pub source: PolicySource,
 }
 
 /// `PUT /api/v1/sync/policies/{domain}` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::InputObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct PolicyUpdate {
     pub policy: Policy,
     /// Default true; false turns every conflict of the domain into `manual_required`.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "graphql", graphql(default = true))]
     #[cfg_attr(feature = "openapi", schema(default = true))]
     pub auto_resolve: bool,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
+    #[cfg_attr(feature = "graphql", graphql(default))]
     pub notify_on_conflict: bool,
 }
 
@@ -47,6 +51,8 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct ConflictView {
     pub id: String,
     pub domain: String,
@@ -54,13 +60,11 @@ pub struct ConflictView {
     pub server_version: i64,
     pub client_base_version: i64,
     pub client_version: Option<i64>,
-    pub strategy: String,
-    /// `resolved`, `manual_required` or `failed`.
-    pub result: String,
-    /// `client`, `server`, `merged` or `none`.
-    pub winner: String,
-    /// `pending`, `resolved` or `auto`.
-    pub status: String,
+    /// The policy applied.
+    pub strategy: Policy,
+    pub result: Resolution,
+    pub winner: Winner,
+    pub status: ConflictStatus,
     pub details: Value,
     pub device_id: String,
     pub user_id: String,
@@ -91,6 +95,8 @@ pub struct ConflictsQuery {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::InputObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct ResolveRequest {
     pub choose: Choice,
     /// The record's data, required with `choose = custom` (a JSON object) and refused
@@ -103,6 +109,8 @@ pub struct ResolveRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "snake_case"))]
 pub enum Choice {
     Client,
     Server,
@@ -113,9 +121,12 @@ pub enum Choice {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct ResolveResponse {
     pub conflict_id: String,
-    pub status: String,
+    /// The conflict's status now: `resolved`.
+    pub status: ConflictStatus,
     pub version: i64,
     pub record: RecordEnvelope,
 }

@@ -50,6 +50,8 @@ impl AnomalyMetric {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "snake_case"))]
 pub enum AnomalySeverity {
     Info,
     Warning,
@@ -57,12 +59,20 @@ pub enum AnomalySeverity {
 }
 
 impl AnomalySeverity {
+    pub const ALL: [AnomalySeverity; 3] =
+        [AnomalySeverity::Info, AnomalySeverity::Warning, AnomalySeverity::Critical];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AnomalySeverity::Info => "info",
             AnomalySeverity::Warning => "warning",
             AnomalySeverity::Critical => "critical",
         }
+    }
+
+    /// The severity a word names, if any.
+    pub fn parse(text: &str) -> Option<AnomalySeverity> {
+        AnomalySeverity::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -182,6 +192,8 @@ pub struct ConflictRisk {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "snake_case"))]
 pub enum WindowBasis {
     /// The device's own history.
     DeviceHistory,
@@ -205,6 +217,8 @@ impl WindowBasis {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct SyncWindow {
     #[serde(with = "time::serde::rfc3339")]
     pub start: OffsetDateTime,

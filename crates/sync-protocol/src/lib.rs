@@ -26,9 +26,12 @@ pub use insight::{
 };
 pub use pull::{DeviceQuery, PullQuery, PullRequest, PullResponse, RecordEnvelope};
 pub use push::{Change, ChangeResult, ConflictSummary, ItemError, Op, Outcome, PushRequest, PushResponse};
-pub use queue::{OptimalTime, PartialSyncRequest, PartialSyncResponse, QueueStatus};
+pub use queue::{
+    OptimalTime, PartialSyncRequest, PartialSyncResponse, QueueStatus, Recommendation, ServerLoad,
+};
 
-/// Re-exported so that users of the wire types can name a conflict policy.
-pub use sync_conflict::Policy;
+/// Re-exported so that users of the wire types can name a conflict policy and the conflict
+/// log's words.
+pub use sync_conflict::{ConflictStatus, Policy, PolicySource, Resolution, Winner};
 /// Re-exported so that users of the wire types can name the envelope's priority.
 pub use sync_model::Priority;

@@ -10,6 +10,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct RecordEnvelope {
     pub domain: String,
     pub mobile_id: Uuid,
@@ -116,6 +118,8 @@ pub struct DeviceQuery {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct PullResponse {
     /// In change-sequence order, each record at its latest version.
     pub changes: Vec<RecordEnvelope>,

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sync_conflict::{Policy, Winner};
 use sync_model::Priority;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -12,6 +13,8 @@ use crate::pull::RecordEnvelope;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::InputObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct PushRequest {
     /// The pushing device: 1 to 128 characters, no control characters.
     #[cfg_attr(
@@ -36,6 +39,8 @@ pub struct PushRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "snake_case"))]
 pub enum Op {
     /// Full `data`.
     Upsert,
@@ -53,6 +58,8 @@ pub enum Op {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::InputObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct Change {
     /// The record's domain, e.g. `task`.
     /// (No NUL characters: a text column cannot hold them, and such a push is 400.)
@@ -61,6 +68,7 @@ pub struct Change {
     pub mobile_id: Uuid,
     /// The version the device edited (0: the device believes the record is new).
     #[serde(default)]
+    #[cfg_attr(feature = "graphql", graphql(default))]
     #[cfg_attr(feature = "openapi", schema(default = 0))]
     pub base_version: i64,
     pub op: Op,
@@ -86,6 +94,8 @@ pub struct Change {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "snake_case"))]
 pub enum Outcome {
     Applied,
     ClientWon,
@@ -112,6 +122,8 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct ItemError {
     /// e.g. `validation`, `invalid_transition`, `unknown_domain`.
     pub code: String,
@@ -122,12 +134,13 @@ pub struct ItemError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct ConflictSummary {
     pub id: Uuid,
     /// The policy that resolved it.
-    pub strategy: String,
-    /// `client`, `server`, `merged` or `none`.
-    pub winner: String,
+    pub strategy: Policy,
+    pub winner: Winner,
     /// What the resolution did, e.g. `{"from_client": ["status"], "from_server": […]}`.
     pub details: Value,
 }
@@ -136,6 +149,8 @@ pub struct ConflictSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct ChangeResult {
     pub mobile_id: Uuid,
     pub domain: String,
@@ -155,6 +170,8 @@ pub struct ChangeResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct PushResponse {
     /// One result per change, in request order.
     pub results: Vec<ChangeResult>,

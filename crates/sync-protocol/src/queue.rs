@@ -10,6 +10,8 @@ use crate::pull::RecordEnvelope;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct QueueStatus {
     /// Changes after the device's remembered cursor.
     pub pending_items: i64,
@@ -23,6 +25,8 @@ pub struct QueueStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::InputObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct PartialSyncRequest {
     /// 1 to 128 characters, no control characters.
     #[cfg_attr(
@@ -32,6 +36,7 @@ pub struct PartialSyncRequest {
     pub device_id: String,
     /// Items at or above this priority (default `medium`).
     #[serde(default)]
+    #[cfg_attr(feature = "graphql", graphql(default))]
     pub priority: Priority,
     /// At most this many items (capped at `max_pull_limit`); default by network quality.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,6 +53,8 @@ pub struct PartialSyncRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct PartialSyncResponse {
     /// Most urgent first.
     pub synced_items: Vec<RecordEnvelope>,
@@ -58,13 +65,11 @@ pub struct PartialSyncResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "graphql", derive(async_graphql::SimpleObject))]
+#[cfg_attr(feature = "graphql", graphql(rename_fields = "lowercase"))]
 pub struct OptimalTime {
-    /// `sync_now` or `sync_in_30min`.
-    #[cfg_attr(feature = "openapi", schema(pattern = "^(sync_now|sync_in_30min)$"))]
-    pub recommendation: String,
-    /// `low`, `medium` or `high`.
-    #[cfg_attr(feature = "openapi", schema(pattern = "^(low|medium|high)$"))]
-    pub server_load: String,
+    pub recommendation: Recommendation,
+    pub server_load: ServerLoad,
     pub queue_size: i64,
     pub is_peak_hour: bool,
     /// When this device should sync next (section 12).
@@ -73,4 +78,50 @@ pub struct OptimalTime {
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 1))]
     pub confidence: f64,
     pub basis: WindowBasis,
+}
+
+/// When a device should sync, by the server's load (section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[serde(rename_all = "snake_case")]
+pub enum Recommendation {
+    /// Load is low, or medium outside the peak hours.
+    #[cfg_attr(feature = "graphql", graphql(name = "sync_now"))]
+    SyncNow,
+    /// Load is high, or medium in a peak hour.
+    #[serde(rename = "sync_in_30min")]
+    #[cfg_attr(feature = "graphql", graphql(name = "sync_in_30min"))]
+    SyncIn30Min,
+}
+
+impl Recommendation {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Recommendation::SyncNow => "sync_now",
+            Recommendation::SyncIn30Min => "sync_in_30min",
+        }
+    }
+}
+
+/// The server's load: its oldest active cursor's backlog against the configured bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+#[cfg_attr(feature = "graphql", graphql(rename_items = "lowercase"))]
+#[serde(rename_all = "snake_case")]
+pub enum ServerLoad {
+    Low,
+    Medium,
+    High,
+}
+
+impl ServerLoad {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ServerLoad::Low => "low",
+            ServerLoad::Medium => "medium",
+            ServerLoad::High => "high",
+        }
+    }
 }

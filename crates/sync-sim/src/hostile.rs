@@ -756,7 +756,7 @@ fn endpoints(device: &str, admin: &str) -> Vec<Endpoint> {
             "POST",
             "/graphql",
             device,
-            r#"{"query":"mutation($i: JSON!) { push(idempotencyKey: \"k\", input: $i) }","variables":{"i":"#,
+            r#"{"query":"mutation($i: PushRequest!) { push(idempotencyKey: \"k\", input: $i) { cursor } }","variables":{"i":"#,
             "}}",
         ),
     ]

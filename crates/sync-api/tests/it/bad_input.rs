@@ -248,7 +248,7 @@ async fn bad_queries(app: TestApp) {
     let r = app
         .graphql(
             &app.admin,
-            r#"mutation { resolveConflict(id: "a\u0000", input: {choose: "client"}) }"#,
+            r#"mutation { resolveConflict(id: "a\u0000", input: {choose: client}) { status } }"#,
             json!({}),
         )
         .await

@@ -117,8 +117,9 @@ impl TestApp {
             .await
     }
 
+    /// Runs a GraphQL document, with the definitions of the fragments it spreads.
     pub async fn graphql(&self, token: &str, query: &str, variables: Value) -> Resp {
-        self.post("/graphql", token, json!({"query": query, "variables": variables})).await
+        self.post("/graphql", token, json!({"query": gql_doc(query), "variables": variables})).await
     }
 
     /// Every record of tenant `acme` as the admin pulls them (for "nothing was stored").
@@ -243,4 +244,100 @@ pub fn task_push(device: &str, ids: &[u32], title: &str) -> Value {
         })
         .collect();
     json!({"device_id": device, "client_time": "2026-11-22T10:00:05Z", "changes": changes})
+}
+
+/// GraphQL fragments selecting every field of the protocol's result types, so that a result
+/// can be compared with the REST body (see [`without_nulls`]).
+const FRAGMENTS: &[(&str, &str)] = &[
+    (
+        "Record",
+        "fragment Record on RecordEnvelope { domain mobile_id version deleted data base_version patch \
+         modified_at server_modified_at modified_by_device priority bu conflict_risk }",
+    ),
+    (
+        "Push",
+        "fragment Push on PushResponse { results { mobile_id domain outcome version record { ...Record } \
+         conflict { id strategy winner details } error { code message } } cursor }",
+    ),
+    ("Pull", "fragment Pull on PullResponse { changes { ...Record } cursor has_more remaining }"),
+    ("Partial", "fragment Partial on PartialSyncResponse { synced_items { ...Record } remaining }"),
+    (
+        "Queue",
+        "fragment Queue on QueueStatus { pending_items high_priority estimated_sync_time_sec queue_healthy }",
+    ),
+    (
+        "Optimal",
+        "fragment Optimal on OptimalTime { recommendation server_load queue_size is_peak_hour \
+         next_window { start end } confidence basis }",
+    ),
+    (
+        "Health",
+        "fragment Health on DeviceHealthView { device_id user_id health_score total_syncs failed_syncs_count \
+         avg_sync_duration_ms conflicts_encountered last_sync_at network_type clock_skew_ms }",
+    ),
+    (
+        "Snapshot",
+        "fragment Snapshot on SnapshotView { snapshot_id timestamp time_window_hours total_sync_requests \
+         successful_syncs failed_syncs avg_sync_duration_ms p95_sync_duration_ms total_conflicts \
+         auto_resolved_conflicts manual_conflicts conflict_rate_pct success_rate_pct total_bytes_synced \
+         bytes_saved bandwidth_efficiency_pct unique_devices unique_users domain_breakdown }",
+    ),
+    (
+        "Dashboard",
+        "fragment Dashboard on Dashboard { latest_snapshot { ...Snapshot } trend_7days { ...Snapshot } \
+         unhealthy_devices { ...Health } conflict_hotspots { domain conflict_count } \
+         alerts { id snapshot_id rule severity value threshold message created_at } }",
+    ),
+    (
+        "Policy",
+        "fragment Policy on PolicyView { domain policy configured_policy auto_resolve notify_on_conflict source }",
+    ),
+    (
+        "Conflict",
+        "fragment Conflict on ConflictView { id domain mobile_id server_version client_base_version \
+         client_version strategy result winner status details device_id user_id created_at client_state \
+         server_state resolved_at resolved_by }",
+    ),
+    ("Resolved", "fragment Resolved on ResolveResponse { conflict_id status version record { ...Record } }"),
+    ("Created", "fragment Created on SnapshotCreated { snapshot_id status timestamp }"),
+];
+
+/// `document` with the definitions of the fragments it spreads (`...Push`), and of theirs.
+pub fn gql_doc(document: &str) -> String {
+    let mut out = document.to_owned();
+    loop {
+        let missing: Vec<&str> = FRAGMENTS
+            .iter()
+            .filter(|(name, _)| spreads(&out, name))
+            .filter(|(name, _)| !out.contains(&format!("fragment {name} on")))
+            .map(|(_, definition)| *definition)
+            .collect();
+        if missing.is_empty() {
+            return out;
+        }
+        for definition in missing {
+            out.push('\n');
+            out.push_str(definition);
+        }
+    }
+}
+
+/// Whether `document` spreads the fragment `name` (`...name` not followed by more of a name).
+fn spreads(document: &str, name: &str) -> bool {
+    let spread = format!("...{name}");
+    document.match_indices(&spread).any(|(at, _)| {
+        !document[at + spread.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// `value` without the members whose value is `null`, at every depth: a GraphQL result
+/// selecting every field says `null` where the REST body leaves an optional field out.
+pub fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
 }

@@ -262,7 +262,7 @@ async fn authentication() {
         .req()
         .method(Method::POST)
         .path("/graphql")
-        .json(&json!({"query": "{ optimalTime }"}))
+        .json(&json!({"query": "{ optimalTime { recommendation } }"}))
         .send()
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);

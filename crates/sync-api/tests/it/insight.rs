@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use sync_domain::Backend;
 use sync_domain::engine::AnomalyBaselines;
 use sync_domain::store::{
-    self, AlertRow, ConflictResult, ConflictRow, ConflictStatus, RiskScoreRow, SyncEventKind, SyncEventRow,
-    VersionRow, Winner,
+    self, AlertRow, ConflictRow, ConflictStatus, Policy, Resolution, RiskScoreRow, SyncEventKind,
+    SyncEventRow, VersionRow, Winner,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -192,7 +192,10 @@ async fn a_planted_incident_becomes_an_anomaly_an_alert_and_a_window_plan() {
         // GraphQL's optimalTime takes the device too and gives the same basis and confidence
         // (a window that opens now starts at the moment of asking).
         let rest = app.get("/api/v1/sync/optimal-time?device_id=d0", &app.admin).await.json();
-        let gql = app.graphql(&app.admin, r#"{ optimalTime(deviceId: "d0") }"#, json!({})).await.json();
+        let gql = app
+            .graphql(&app.admin, r#"{ optimalTime(deviceId: "d0") { ...Optimal } }"#, json!({}))
+            .await
+            .json();
         let gql = &gql["data"]["optimalTime"];
         for field in ["basis", "confidence"] {
             assert_eq!(gql[field], rest[field], "{field}: {gql} against {rest}");
@@ -252,8 +255,8 @@ fn plant_history(app: &TestApp, now: i64) {
                     server_version: version,
                     client_base_version: version - 1,
                     client_version: Some(version + 1),
-                    strategy: "most_recent_wins".into(),
-                    result: ConflictResult::Resolved,
+                    strategy: Policy::MostRecentWins,
+                    result: Resolution::Resolved,
                     winner: Winner::Server,
                     details: "{}".into(),
                     device_id: device,
@@ -360,8 +363,8 @@ async fn pull_hints_mark_records_at_or_above_the_threshold_only_when_asked() {
         assert_eq!(hinted.status, StatusCode::OK, "{}", hinted.text());
         assert_eq!(risk_of(&hinted.json()), [Some(0.9), None, Some(0.5)]);
         // GraphQL's pull takes the same argument and gives the same records.
-        let gql = app.graphql(&app.device2, "{ pull(hints: true) }", json!({})).await.json();
-        assert_eq!(gql["data"]["pull"]["changes"], hinted.json()["changes"], "{gql}");
+        let gql = app.graphql(&app.device2, "{ pull(hints: true) { ...Pull } }", json!({})).await.json();
+        assert_eq!(without_nulls(&gql["data"]["pull"]["changes"]), hinted.json()["changes"], "{gql}");
         for plain in ["/api/v1/sync/pull", "/api/v1/sync/pull?hints=false"] {
             let body = app.get(plain, &app.device2).await.json();
             assert_eq!(risk_of(&body), [None, None, None], "{plain}");

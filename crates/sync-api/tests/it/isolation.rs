@@ -76,7 +76,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn gql(query: &str, variables: Value) -> Value {
-    json!({"query": query, "variables": variables})
+    json!({"query": crate::common::gql_doc(query), "variables": variables})
 }
 
 /// Data of a record of `domain` (valid for a new record), with `text` in it.
@@ -251,7 +251,9 @@ async fn graphql_ws(listener: &Listener, token: &str, variables: Value) -> Ws {
     ws_send(&mut ws, json!({"type": "connection_init", "payload": {"token": token}})).await;
     let ack = ws_next(&mut ws, Duration::from_secs(20)).await.unwrap();
     assert_eq!(ack["type"], "connection_ack", "{ack}");
-    let query = "subscription($c: String, $d: String) { changes(cursor: $c, deviceId: $d) }";
+    let query = crate::common::gql_doc(
+        "subscription($c: String, $d: String) { changes(cursor: $c, deviceId: $d) { ...Pull } }",
+    );
     ws_send(
         &mut ws,
         json!({"id": "s", "type": "subscribe", "payload": {"query": query, "variables": variables}}),
@@ -753,7 +755,7 @@ impl Isolation {
                 if bit(4) { built.header("last-event-id", id.clone()) } else { built }
             }
             E::GqlPull => graphql(
-                "query($c: String, $d: String, $delta: Boolean, $h: Boolean) { pull(cursor: $c, deviceId: $d, delta: $delta, hints: $h, limit: 1000) }",
+                "query($c: String, $d: String, $delta: Boolean, $h: Boolean) { pull(cursor: $c, deviceId: $d, delta: $delta, hints: $h, limit: 1000) { ...Pull } }",
                 if bit(0) {
                     json!({"c": id, "d": id2, "delta": bit(2), "h": bit(3)})
                 } else {
@@ -761,32 +763,41 @@ impl Isolation {
                 },
             ),
             E::GqlQueueStatus => {
-                graphql("query($d: String!) { queueStatus(deviceId: $d) }", json!({"d": id}))
+                graphql("query($d: String!) { queueStatus(deviceId: $d) { ...Queue } }", json!({"d": id}))
             }
-            E::GqlOptimalTime => graphql("query($d: String) { optimalTime(deviceId: $d) }", json!({"d": id})),
+            E::GqlOptimalTime => {
+                graphql("query($d: String) { optimalTime(deviceId: $d) { ...Optimal } }", json!({"d": id}))
+            }
             E::GqlDeviceHealth => {
-                graphql("query($d: String!) { deviceHealth(deviceId: $d) }", json!({"d": id}))
+                graphql("query($d: String!) { deviceHealth(deviceId: $d) { ...Health } }", json!({"d": id}))
             }
-            E::GqlDashboard => graphql("{ dashboard }", json!({})),
-            E::GqlPolicies => graphql("{ policies }", json!({})),
-            E::GqlConflicts => graphql("{ conflicts(status: \"all\", limit: 500) }", json!({})),
+            E::GqlDashboard => graphql("{ dashboard { ...Dashboard } }", json!({})),
+            E::GqlPolicies => graphql("{ policies { ...Policy } }", json!({})),
+            E::GqlConflicts => {
+                graphql("{ conflicts(status: \"all\", limit: 500) { ...Conflict } }", json!({}))
+            }
             E::GqlPush => {
                 let (input, key) = push_input();
                 graphql(
-                    "mutation($k: String!, $i: JSON!) { push(idempotencyKey: $k, input: $i) }",
+                    "mutation($k: String!, $i: PushRequest!) { push(idempotencyKey: $k, input: $i) { ...Push } }",
                     json!({"k": key, "i": input}),
                 )
             }
-            E::GqlPartial => graphql("mutation($i: JSON!) { partialSync(input: $i) }", json!({"i": partial})),
+            E::GqlPartial => graphql(
+                "mutation($i: PartialSyncRequest!) { partialSync(input: $i) { ...Partial } }",
+                json!({"i": partial}),
+            ),
             E::GqlSetPolicy => graphql(
-                "mutation($d: String!, $i: JSON!) { setPolicy(domain: $d, input: $i) }",
+                "mutation($d: String!, $i: PolicyUpdate!) { setPolicy(domain: $d, input: $i) { ...Policy } }",
                 json!({"d": policy_domain, "i": policy}),
             ),
             E::GqlResolve => graphql(
-                "mutation($id: String!, $i: JSON!) { resolveConflict(id: $id, input: $i) }",
+                "mutation($id: String!, $i: ResolveRequest!) { resolveConflict(id: $id, input: $i) { ...Resolved } }",
                 json!({"id": id, "i": resolution}),
             ),
-            E::GqlSnapshot => graphql("mutation { createSnapshot(timeWindowHours: 24) }", json!({})),
+            E::GqlSnapshot => {
+                graphql("mutation { createSnapshot(timeWindowHours: 24) { ...Created } }", json!({}))
+            }
             E::Healthz => Built::get("/healthz".into()),
             E::Readyz => Built::get("/readyz".into()),
             E::Metrics => Built::get("/metrics".into()),
@@ -1713,7 +1724,7 @@ impl UnitWorld {
             .app
             .graphql(
                 &reader.token,
-                "query($d: [String!]) { pull(limit: 1000, domains: $d) }",
+                "query($d: [String!]) { pull(limit: 1000, domains: $d) { ...Pull } }",
                 json!({"d": case.domains}),
             )
             .await;

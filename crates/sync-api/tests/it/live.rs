@@ -569,7 +569,7 @@ async fn graphql_subscription_delivers_what_server_sent_events_do() {
 
         let mut ws = graphql_ws(&s, json!({"Authorization": format!("Bearer {}", s.device)})).await.unwrap();
         let subscribe = json!({"id": "1", "type": "subscribe",
-            "payload": {"query": "subscription { changes(domains: [\"task\"]) }"}});
+            "payload": {"query": "subscription { changes(domains: [\"task\"]) { changes { mobile_id version } cursor } }"}});
         send(&mut ws, subscribe).await;
         let mut sse_stream = SseReader { response: sse(&s, &s.device, "?domains=task", None).await, buffer: String::new() };
 
@@ -589,7 +589,7 @@ async fn graphql_subscription_delivers_what_server_sent_events_do() {
 
         // A second subscription resumes by cursor on the same socket: only what is new.
         send(&mut ws, json!({"id": "2", "type": "subscribe",
-            "payload": {"query": "subscription($c: String) { changes(cursor: $c) }", "variables": {"c": cursor}}})).await;
+            "payload": {"query": "subscription($c: String) { changes(cursor: $c) { changes { mobile_id version } cursor } }", "variables": {"c": cursor}}})).await;
         s.push(&s.device, task_push("d3", &[40], "after")).await;
         loop {
             let (got, _) = graphql_changes(&mut ws, "2", 1).await;
@@ -602,7 +602,7 @@ async fn graphql_subscription_delivers_what_server_sent_events_do() {
 
         // A bad cursor is the subscription's error, with the protocol's code; the socket stays.
         send(&mut ws, json!({"id": "3", "type": "subscribe",
-            "payload": {"query": "subscription { changes(cursor: \"nope\") }"}})).await;
+            "payload": {"query": "subscription { changes(cursor: \"nope\") { cursor } }"}})).await;
         let mut error = next_json(&mut ws).await;
         while error["id"] != "3" {
             error = next_json(&mut ws).await; // subscription 1's batches, 2's completion

@@ -9,6 +9,7 @@ mod endpoints;
 mod insight;
 mod isolation;
 mod laws;
+mod layers;
 mod limits;
 mod live;
 mod openapi;

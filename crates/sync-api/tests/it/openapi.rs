@@ -177,7 +177,7 @@ async fn a_graphql_body_is_read_as_documented() {
         .post(
             "/graphql",
             &app.device,
-            json!({"query": "{ optimalTime }", "variables": null, "operationName": null}),
+            json!({"query": "{ optimalTime { recommendation } }", "variables": null, "operationName": null}),
         )
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());

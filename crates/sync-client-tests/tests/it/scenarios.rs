@@ -160,7 +160,7 @@ async fn conflicts_by_each_policy(db: Database) {
     )
     .await;
     assert_eq!(n.outcome, Outcome::ClientWon);
-    assert_eq!(n.conflict.as_ref().unwrap().strategy, "client_wins");
+    assert_eq!(n.conflict.as_ref().unwrap().strategy.as_str(), "client_wins");
     assert_eq!(a.get_json("journal", id).unwrap().unwrap().data["title"], "A");
 
     // server_wins (attendance's default): A's state gives way to the server's.

@@ -215,8 +215,8 @@ impl ModelServer {
         }
         let conflict = |strategy: &str, winner: &str| ConflictSummary {
             id: Uuid::from_u128(u128::try_from(stored_version).unwrap_or(0)),
-            strategy: strategy.into(),
-            winner: winner.into(),
+            strategy: strategy.parse().unwrap(),
+            winner: winner.parse().unwrap(),
             details: json!({}),
         };
         match change.domain.as_str() {

@@ -58,8 +58,8 @@ fn sent() -> (MemoryReplica, RecordId, String) {
 fn each_outcome_into_the_local_state() {
     let conflict = |strategy: &str, winner: &str| ConflictSummary {
         id: Uuid::from_u128(9),
-        strategy: strategy.into(),
-        winner: winner.into(),
+        strategy: strategy.parse().unwrap(),
+        winner: winner.parse().unwrap(),
         details: json!({}),
     };
     // outcome, version, record in the answer, conflict → data seen, version held, status, notice

@@ -1,6 +1,6 @@
 //! The protocol's words: parsing, display and serde agree.
 
-use sync_conflict::{ConflictError, Policy, Resolution, Winner};
+use sync_conflict::{ConflictError, ConflictStatus, Policy, Resolution, Winner};
 
 #[test]
 fn policies_round_trip_through_every_form() {
@@ -26,6 +26,13 @@ fn resolutions_and_winners_use_the_logs_words() {
     assert_eq!(w, ["client", "server", "merged", "none"]);
     assert_eq!("MERGED".parse::<Winner>().unwrap(), Winner::Merged);
     assert_eq!(serde_json::to_string(&Resolution::ManualRequired).unwrap(), "\"manual_required\"");
+    let s: Vec<&str> = ConflictStatus::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(s, ["pending", "resolved", "auto"]);
+    assert_eq!(serde_json::from_str::<ConflictStatus>("\"Pending\"").unwrap(), ConflictStatus::Pending);
+    assert_eq!(
+        "all".parse::<ConflictStatus>().unwrap_err(),
+        ConflictError::UnknownConflictStatus("all".into())
+    );
 }
 
 #[test]

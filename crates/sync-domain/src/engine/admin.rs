@@ -1,7 +1,7 @@
 //! Tenant policies and manual conflicts (PROTOCOL.md section 4).
 
 use serde_json::Value;
-use sync_conflict::{Policy, RecordState, TenantPolicy};
+use sync_conflict::{Policy, PolicySource, RecordState, TenantPolicy, Winner};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -59,7 +59,7 @@ impl SyncEngine {
             configured_policy: effective.configured,
             auto_resolve: effective.auto_resolve,
             notify_on_conflict: effective.notify_on_conflict,
-            source: if override_.is_some() { "tenant" } else { "default" }.to_owned(),
+            source: if override_.is_some() { PolicySource::Tenant } else { PolicySource::Default },
         }
     }
 
@@ -115,9 +115,12 @@ impl SyncEngine {
         let status = status
             .filter(|s| *s != "all")
             .map(|s| {
-                s.parse::<ConflictStatus>().map_err(|_| Error::BadRequest {
-                    code: "invalid_status",
-                    message: format!("status must be pending, resolved, auto or all (got `{s}`)"),
+                // The exact words, as the query parameter's pattern says.
+                ConflictStatus::ALL.iter().copied().find(|c| c.as_str() == s).ok_or_else(|| {
+                    Error::BadRequest {
+                        code: "invalid_status",
+                        message: format!("status must be pending, resolved, auto or all (got `{s}`)"),
+                    }
                 })
             })
             .transpose()?;
@@ -225,9 +228,9 @@ impl SyncEngine {
                 let new = rows.pop().ok_or_else(|| Error::Internal("resolving wrote no row".into()))?;
                 engine.notify_in_tx(conn, &fact)?;
                 let winner = match request.choose {
-                    Choice::Client => store::Winner::Client,
-                    Choice::Server => store::Winner::Server,
-                    Choice::Custom => store::Winner::Merged,
+                    Choice::Client => Winner::Client,
+                    Choice::Server => Winner::Server,
+                    Choice::Custom => Winner::Merged,
                 };
                 if !store::mark_conflict_resolved(
                     conn,
@@ -261,7 +264,7 @@ impl SyncEngine {
                 )?;
                 let response = ResolveResponse {
                     conflict_id: id.clone(),
-                    status: "resolved".into(),
+                    status: ConflictStatus::Resolved,
                     version: new.version,
                     record: record_envelope(&new)?,
                 };
@@ -287,9 +290,9 @@ pub(crate) fn conflict_view(row: store::ConflictRow) -> Result<ConflictView> {
         client_base_version: row.client_base_version,
         client_version: row.client_version,
         strategy: row.strategy,
-        result: row.result.as_str().to_owned(),
-        winner: row.winner.as_str().to_owned(),
-        status: row.status.as_str().to_owned(),
+        result: row.result,
+        winner: row.winner,
+        status: row.status,
         device_id: row.device_id,
         user_id: row.user_id,
         resolved_by: row.resolved_by,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sync_metrics::{AlertRules, DomainCounts, Snapshot, SyncEvent, SyncKind, conflict_hotspots};
+use sync_protocol::AnomalySeverity;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -89,7 +90,8 @@ pub(crate) fn alert_view(row: AlertRow) -> Result<AlertView> {
         id: row.id,
         snapshot_id: row.snapshot_id,
         rule: row.rule,
-        severity: row.severity,
+        severity: AnomalySeverity::parse(&row.severity)
+            .ok_or_else(|| Error::Internal(format!("stored alert severity {:?}", row.severity)))?,
         value: row.value,
         threshold: row.threshold,
         message: row.message,

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     Result, micros,
-    store::{self, ConflictQuery, ConflictResult, Principal},
+    store::{self, ConflictQuery, Principal, Resolution},
 };
 
 /// Most admin events read at once.
@@ -61,7 +61,7 @@ impl SyncEngine {
                 let mut conflicts = store::list_conflicts(conn, &tenant, &query)?
                     .into_iter()
                     .filter(|c| {
-                        c.result == ConflictResult::ManualRequired
+                        c.result == Resolution::ManualRequired
                             || notify.get(&c.domain).copied().unwrap_or(false)
                     })
                     .map(conflict_view)

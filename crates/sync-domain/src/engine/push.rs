@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sync_conflict::{EffectivePolicy, RecordState, Resolution, TenantPolicy, Winner};
+use sync_conflict::{EffectivePolicy, RecordState, Resolution, TenantPolicy};
 use time::{Duration, OffsetDateTime};
 
 use super::{
@@ -603,8 +603,8 @@ fn result_of(
         record,
         conflict: decision.conflict.as_ref().map(|c| ConflictSummary {
             id: c.id,
-            strategy: c.strategy.to_string(),
-            winner: c.winner.to_string(),
+            strategy: c.strategy,
+            winner: c.winner,
             details: c.details.clone(),
         }),
         error: decision.error.clone(),
@@ -631,14 +631,9 @@ fn conflict_row(
         server_version: entry.server_version,
         client_base_version: entry.client_base_version,
         client_version: entry.result_version,
-        strategy: entry.strategy.to_string(),
-        result: entry.resolution.as_str().parse().map_err(|e| Error::Internal(format!("{e:?}")))?,
-        winner: match entry.winner {
-            Winner::Client => store::Winner::Client,
-            Winner::Server => store::Winner::Server,
-            Winner::Merged => store::Winner::Merged,
-            Winner::None => store::Winner::None,
-        },
+        strategy: entry.strategy,
+        result: entry.resolution,
+        winner: entry.winner,
         details: serde_json::to_string(&entry.details)?,
         device_id: device_id.to_owned(),
         user_id: principal.user.clone(),

@@ -2,6 +2,7 @@
 //! the most urgent records, and when to sync.
 
 use sync_model::Priority;
+use sync_protocol::{Recommendation, ServerLoad};
 use time::{Duration, OffsetDateTime};
 
 use std::collections::BTreeMap;
@@ -211,19 +212,20 @@ impl SyncEngine {
                     None => 0,
                 };
                 let server_load = if queue_size > config.load_high_above {
-                    "high"
+                    ServerLoad::High
                 } else if queue_size > config.load_medium_above {
-                    "medium"
+                    ServerLoad::Medium
                 } else {
-                    "low"
+                    ServerLoad::Low
                 };
                 let is_peak_hour = config.is_peak_hour(now.hour());
-                let wait = server_load == "high" || (server_load == "medium" && is_peak_hour);
+                let wait =
+                    server_load == ServerLoad::High || (server_load == ServerLoad::Medium && is_peak_hour);
                 let (next_window, confidence, basis) =
                     engine.window_advice(conn, tenant, device_id.as_deref(), now)?;
                 Ok(OptimalTime {
-                    recommendation: if wait { "sync_in_30min" } else { "sync_now" }.to_owned(),
-                    server_load: server_load.to_owned(),
+                    recommendation: if wait { Recommendation::SyncIn30Min } else { Recommendation::SyncNow },
+                    server_load,
                     queue_size,
                     is_peak_hour,
                     next_window,

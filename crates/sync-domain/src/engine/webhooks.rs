@@ -11,6 +11,7 @@
 //! within `webhook_retry_hours` (24) of the first attempt; then the delivery has failed.
 
 use serde_json::json;
+use sync_conflict::Resolution;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -25,9 +26,7 @@ use crate::{
     db::DbConnection,
     micros,
     protocol::{DeliveryState, DeliveryView, WebhookEvent, WebhookRequest, WebhookView},
-    store::{
-        self, ConflictQuery, ConflictResult, DeliveryRow, DeliveryStatus, EventName, Principal, WebhookRow,
-    },
+    store::{self, ConflictQuery, DeliveryRow, DeliveryStatus, EventName, Principal, WebhookRow},
 };
 
 /// Events created this long before a webhook's queue position are read again, so that one
@@ -403,8 +402,7 @@ fn events_for(
         let query =
             ConflictQuery { since: Some(since), limit: Some(MAX_QUEUED_PER_RUN), ..ConflictQuery::default() };
         for row in store::list_conflicts(conn, tenant, &query)? {
-            if row.result != ConflictResult::ManualRequired
-                && !notify.get(&row.domain).copied().unwrap_or(false)
+            if row.result != Resolution::ManualRequired && !notify.get(&row.domain).copied().unwrap_or(false)
             {
                 continue;
             }

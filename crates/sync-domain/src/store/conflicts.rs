@@ -3,48 +3,12 @@
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 
-use super::text_enum;
+use sync_conflict::{ConflictStatus, Policy, Resolution, Winner};
+
+use super::Word;
 use crate::db::{DbConnection, MultiBackend};
 use crate::error::Result;
 use crate::schema::{conflicts, tenant_policies};
-
-text_enum! {
-    /// How a conflict ended.
-    pub enum ConflictResult {
-        /// The policy resolved it.
-        Resolved = "resolved",
-        /// It waits for an admin (`manual` policy or `auto_resolve: false`).
-        ManualRequired = "manual_required",
-        /// Resolution failed (for example the merge was not a legal workflow state).
-        Failed = "failed",
-    }
-}
-
-text_enum! {
-    /// Whose state won a conflict.
-    pub enum Winner {
-        /// The device's state.
-        Client = "client",
-        /// The stored state.
-        Server = "server",
-        /// A merge of both.
-        Merged = "merged",
-        /// Nobody yet (manual).
-        None = "none",
-    }
-}
-
-text_enum! {
-    /// Where a logged conflict stands.
-    pub enum ConflictStatus {
-        /// A manual conflict waiting for an admin.
-        Pending = "pending",
-        /// A manual conflict an admin resolved.
-        Resolved = "resolved",
-        /// Resolved automatically by the policy when it happened.
-        Auto = "auto",
-    }
-}
 
 /// One logged conflict (table `conflicts`).
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
@@ -65,11 +29,15 @@ pub struct ConflictRow {
     pub client_base_version: i64,
     /// The version the resolution produced, if any.
     pub client_version: Option<i64>,
-    /// The policy applied (`most_recent_wins`, `manual`, …).
-    pub strategy: String,
-    /// How it ended.
-    pub result: ConflictResult,
-    /// Whose state won.
+    /// The policy applied.
+    #[diesel(deserialize_as = Word<Policy>, serialize_as = Word<Policy>)]
+    pub strategy: Policy,
+    /// How it ended: resolved by the policy, waiting for an admin (`manual` policy or
+    /// `auto_resolve: false`), or failed.
+    #[diesel(deserialize_as = Word<Resolution>, serialize_as = Word<Resolution>)]
+    pub result: Resolution,
+    /// Whose state won (`none` while it waits for an admin).
+    #[diesel(deserialize_as = Word<Winner>, serialize_as = Word<Winner>)]
     pub winner: Winner,
     /// Resolution details (JSON text, e.g. which fields came from which side).
     pub details: String,
@@ -80,6 +48,7 @@ pub struct ConflictRow {
     /// When the conflict happened (µs).
     pub created_at: i64,
     /// Pending, resolved by an admin, or auto.
+    #[diesel(deserialize_as = Word<ConflictStatus>, serialize_as = Word<ConflictStatus>)]
     pub status: ConflictStatus,
     /// The device's proposed state (JSON text), kept for manual resolution.
     pub client_state: Option<String>,
@@ -106,14 +75,15 @@ pub struct ConflictQuery<'a> {
 
 /// Logs a conflict.
 pub fn insert_conflict(conn: &mut DbConnection, row: &ConflictRow) -> Result<()> {
-    diesel::insert_into(conflicts::table).values(row).execute(conn)?;
+    // Owned: a `serialize_as` field converts by value.
+    diesel::insert_into(conflicts::table).values(row.clone()).execute(conn)?;
     Ok(())
 }
 
 /// Logs several conflicts in one statement (a push's conflicts).
 pub fn insert_conflicts(conn: &mut DbConnection, rows: &[ConflictRow]) -> Result<()> {
     for chunk in rows.chunks(super::rows_per_insert(19)) {
-        crate::dispatch!(&mut *conn, c => diesel::insert_into(conflicts::table).values(chunk).execute(c))?;
+        crate::dispatch!(&mut *conn, c => diesel::insert_into(conflicts::table).values(chunk.to_vec()).execute(c))?;
     }
     Ok(())
 }
@@ -126,7 +96,7 @@ pub fn list_conflicts(
 ) -> Result<Vec<ConflictRow>> {
     let mut q = conflicts::table.filter(conflicts::tenant_id.eq(tenant)).into_boxed::<MultiBackend>();
     if let Some(status) = query.status {
-        q = q.filter(conflicts::status.eq(status));
+        q = q.filter(conflicts::status.eq(Word(status)));
     }
     if let Some(since) = query.since {
         q = q.filter(conflicts::created_at.ge(since));
@@ -168,12 +138,12 @@ pub fn mark_conflict_resolved(
         conflicts::table
             .filter(conflicts::tenant_id.eq(tenant))
             .filter(conflicts::id.eq(id))
-            .filter(conflicts::status.eq(ConflictStatus::Pending)),
+            .filter(conflicts::status.eq(Word(ConflictStatus::Pending))),
     )
     .set((
-        conflicts::status.eq(ConflictStatus::Resolved),
-        conflicts::result.eq(ConflictResult::Resolved),
-        conflicts::winner.eq(winner),
+        conflicts::status.eq(Word(ConflictStatus::Resolved)),
+        conflicts::result.eq(Word(Resolution::Resolved)),
+        conflicts::winner.eq(Word(winner)),
         conflicts::client_version.eq(new_version),
         conflicts::resolved_at.eq(Some(resolved_at)),
         conflicts::resolved_by.eq(Some(resolved_by)),

@@ -2,8 +2,8 @@
 
 use sync_domain::Database;
 use sync_domain::store::{
-    self, AlertRow, ConflictQuery, ConflictResult, ConflictRow, ConflictStatus, DeviceHealthRow, DeviceRow,
-    IdempotencyRow, PolicyRow, SnapshotRow, SyncEventKind, SyncEventRow, Winner,
+    self, AlertRow, ConflictQuery, ConflictRow, ConflictStatus, DeviceHealthRow, DeviceRow, IdempotencyRow,
+    Policy, PolicyRow, Resolution, SnapshotRow, SyncEventKind, SyncEventRow, Winner,
 };
 
 const T: &str = "tenant-a";
@@ -57,11 +57,11 @@ fn conflict(id: &str, domain: &str, at: i64, status: ConflictStatus) -> Conflict
         server_version: 3,
         client_base_version: 2,
         client_version: None,
-        strategy: "manual".into(),
+        strategy: Policy::Manual,
         result: if status == ConflictStatus::Pending {
-            ConflictResult::ManualRequired
+            Resolution::ManualRequired
         } else {
-            ConflictResult::Resolved
+            Resolution::Resolved
         },
         winner: if status == ConflictStatus::Pending { Winner::None } else { Winner::Server },
         details: "{}".into(),
@@ -137,10 +137,7 @@ async fn conflicts_log_list_and_resolve(db: Database) {
     assert!(!resolve("c2").await, "auto conflicts are not pending");
     let c1 = db.run(|c| store::get_conflict(c, T, "c1")).await.unwrap().unwrap();
     assert_eq!(c1.status, ConflictStatus::Resolved);
-    assert_eq!(
-        (c1.result, c1.winner, c1.client_version),
-        (ConflictResult::Resolved, Winner::Client, Some(4))
-    );
+    assert_eq!((c1.result, c1.winner, c1.client_version), (Resolution::Resolved, Winner::Client, Some(4)));
     assert_eq!((c1.resolved_at, c1.resolved_by.as_deref()), (Some(50), Some("admin")));
 
     let counts = db.run(|c| store::conflict_counts_by_domain(c, T, 0)).await.unwrap();

@@ -343,7 +343,7 @@ async fn admins_hear_of_conflicts(db: Database) {
             other => panic!("unexpected {other:?}"),
         }
     };
-    assert_eq!(conflict.result, "manual_required");
+    assert_eq!(conflict.result.as_str(), "manual_required");
     assert_eq!(conflict.mobile_id, Uuid::from_u128(1).to_string());
     // A device stream never carries admin events.
     let mut device = live.subscribe(request(&acme, None, Some(vec!["journal".into()]))).unwrap();

@@ -2,7 +2,7 @@
 //! manual conflicts resolved by an admin.
 
 use serde_json::{Value, json};
-use sync_conflict::Policy;
+use sync_conflict::{Policy, PolicySource};
 use sync_domain::{
     Database,
     engine::{Choice, PolicyUpdate, ResolveRequest},
@@ -94,7 +94,7 @@ async fn ticket_keeps_its_escalation(db: Database) {
     assert_eq!(merged["description"], "on it");
     assert_eq!(current(&engine).await, merged);
     let c = r.conflict.unwrap();
-    assert_eq!(c.strategy, "preserve_escalation");
+    assert_eq!(c.strategy.as_str(), "preserve_escalation");
     assert!(c.details["from_client"].as_array().unwrap().contains(&json!("status")));
     // Logged, not pending.
     let log = engine.conflicts(&admin("acme"), Some("auto"), 10).await.unwrap();
@@ -114,7 +114,7 @@ async fn tenant_policy_overrides_the_default(db: Database) {
         )
         .await
         .unwrap();
-    assert_eq!((view.policy, view.source.as_str()), (Policy::FieldMerge, "tenant"));
+    assert_eq!((view.policy, view.source), (Policy::FieldMerge, PolicySource::Tenant));
     let base = json!({"title": "T", "status": "ASSIGNED", "description": "d"});
     let server = json!({"title": "T", "status": "ASSIGNED", "description": "server"});
     let client = json!({"title": "Client", "status": "ASSIGNED", "description": "d"});
@@ -137,8 +137,8 @@ async fn tenant_policy_overrides_the_default(db: Database) {
     assert_eq!(engine.set_policy(&boss, "nope", update.clone()).await.unwrap_err().http_status(), 404);
     let set = engine.set_policy(&boss, "task", update).await.unwrap();
     assert_eq!(
-        (set.policy, set.configured_policy, set.auto_resolve, set.notify_on_conflict, set.source.as_str()),
-        (Policy::Manual, Policy::Manual, false, true, "tenant")
+        (set.policy, set.configured_policy, set.auto_resolve, set.notify_on_conflict, set.source),
+        (Policy::Manual, Policy::Manual, false, true, PolicySource::Tenant)
     );
     let listed = engine.policies(&boss).await.unwrap().into_iter().find(|p| p.domain == "task").unwrap();
     assert_eq!(listed, set, "the list shows what was stored");

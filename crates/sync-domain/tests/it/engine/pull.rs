@@ -155,7 +155,7 @@ async fn remembered_cursor_feeds_the_queue(db: Database) {
     assert_eq!(err.http_status(), 403);
     let optimal = engine.optimal_time(&me, None).await.unwrap();
     assert_eq!((optimal.server_load.as_str(), optimal.queue_size), ("low", 0));
-    assert_eq!(optimal.recommendation, "sync_now");
+    assert_eq!(optimal.recommendation.as_str(), "sync_now");
 }
 
 async fn purge_then_resync_required(db: Database) {
