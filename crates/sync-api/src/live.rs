@@ -181,10 +181,10 @@ pub(crate) async fn long_poll(
     // Nothing came: the same cursor, no changes.
     let cursor = request.cursor.clone().unwrap_or(first.cursor);
     let response = PullResponse { changes: Vec::new(), cursor, has_more: false, remaining: 0 };
-    let (body, content_encoding, json_len) = api.engine().encode_measured(&response, caller.accept_gzip)?;
+    let (body, json_len) = api.encode_measured(&response, caller.accept_gzip)?;
     Ok(pull_response(sync_domain::engine::PullReply {
-        body,
-        content_encoding,
+        body: body.bytes,
+        content_encoding: body.content_encoding,
         json_len,
         cursor: response.cursor,
         has_more: false,

@@ -14,8 +14,8 @@ use serde::de::IgnoredAny;
 use sync_bandwidth::{CompressionConfig, CompressionMode, Encoding};
 use sync_domain::SyncEngine;
 use sync_domain::engine::{
-    ConflictView, Dashboard, DeviceHealthView, FailedSync, PolicyUpdate, PolicyView, PullReply, PushReply,
-    ResolveRequest, ResolveResponse, SnapshotCreated, WireBytes,
+    BodyEncoding, ConflictView, Dashboard, DeviceHealthView, FailedSync, PolicyUpdate, PolicyView, PullReply,
+    PushReply, ResolveRequest, ResolveResponse, SnapshotCreated, WireBytes,
 };
 use sync_domain::protocol::{
     OptimalTime, PartialSyncRequest, PartialSyncResponse, PullRequest, PushRequest, QueueStatus,
@@ -492,6 +492,18 @@ impl SyncApi {
         self.encode_bytes(bytes, accept_gzip)
     }
 
+    /// [`SyncApi::encode_json`], with the length of the JSON before it was encoded.
+    pub fn encode_measured<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        accept_gzip: bool,
+    ) -> Result<(EncodedBody, usize)> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| ApiError::Internal(format!("serialising a response: {e}")))?;
+        let len = bytes.len();
+        Ok((self.encode_bytes(bytes, accept_gzip)?, len))
+    }
+
     /// [`SyncApi::encode_json`] for a body that is already JSON.
     pub fn encode_bytes(&self, bytes: Vec<u8>, accept_gzip: bool) -> Result<EncodedBody> {
         if !accept_gzip {
@@ -594,7 +606,8 @@ impl SyncApi {
                 if pull.network_quality.is_none() {
                     pull.network_quality = network_quality;
                 }
-                OperationOutput::Pull(engine.pull(principal, pull, accept_gzip).await?)
+                let encoding = Negotiated { api: self, accept_gzip };
+                OperationOutput::Pull(engine.pull(principal, pull, &encoding).await?)
             }
             OperationRequest::QueueStatus { device_id } => {
                 OperationOutput::QueueStatus(engine.queue_status(principal, &device_id).await?)
@@ -845,5 +858,22 @@ fn usage_of(output: &OperationOutput, body: Option<WireBytes>) -> (Usage, Option
             (Usage { items: 1, ..Usage::default() }, Some(response.record.domain.clone()))
         }
         _ => (Usage::default(), None),
+    }
+}
+
+/// The body encoding a caller negotiated: gzip by the protocol's rules when it accepts gzip.
+/// The engine's pull asks it, so that the pull's sync event counts the bytes really sent.
+struct Negotiated<'a> {
+    api: &'a SyncApi,
+    accept_gzip: bool,
+}
+
+impl BodyEncoding for Negotiated<'_> {
+    fn encode(&self, json: Vec<u8>) -> sync_domain::Result<(Vec<u8>, Option<&'static str>)> {
+        let body = self
+            .api
+            .encode_bytes(json, self.accept_gzip)
+            .map_err(|e| sync_domain::Error::Internal(format!("encoding a pull: {e}")))?;
+        Ok((body.bytes, body.content_encoding))
     }
 }

@@ -119,7 +119,11 @@ impl Reader {
         let engine = &self.engine;
         let result = cell
             .get_or_init(|| async move {
-                engine.pull(principal, request, false).await.map(Arc::new).map_err(LiveError::from)
+                engine
+                    .pull(principal, request, &sync_domain::engine::Identity)
+                    .await
+                    .map(Arc::new)
+                    .map_err(LiveError::from)
             })
             .await
             .clone();

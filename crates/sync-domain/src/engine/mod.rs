@@ -31,7 +31,7 @@ pub use insight::{
     bucket_series, current_activity, detector_config, risk_examples, window_inputs,
 };
 pub use live::AdminEvents;
-pub use pull::{PullReply, parse_cursor};
+pub use pull::{BodyEncoding, Identity, PullReply, parse_cursor};
 pub use push::{PushReply, check_device_id, check_idempotency_key, request_hash};
 pub use webhooks::{
     AttemptResult, DueDelivery, check_webhook, check_webhook_name, next_attempt_at, retry_delay,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use serde_json::value::RawValue;
-use sync_bandwidth::{self as delta, CompressionConfig, CompressionMode, Encoding};
+use sync_bandwidth::{self as delta, Encoding};
 use time::OffsetDateTime;
 
 use super::{
@@ -53,6 +53,23 @@ impl PullReply {
                 .map_err(|e| Error::Internal(format!("decoding a pull's own body: {e}"))),
             None => Ok(std::borrow::Cow::Borrowed(self.body.as_slice())),
         }
+    }
+}
+
+/// How a transport encodes a JSON body for the wire: compression is the transport's, and the
+/// engine asks it only so that a pull's sync event counts the bytes really sent.
+pub trait BodyEncoding: Send + Sync {
+    /// The body as sent, and its `Content-Encoding` (`None`: identity).
+    fn encode(&self, json: Vec<u8>) -> Result<(Vec<u8>, Option<&'static str>)>;
+}
+
+/// The body as it is (no `Content-Encoding`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Identity;
+
+impl BodyEncoding for Identity {
+    fn encode(&self, json: Vec<u8>) -> Result<(Vec<u8>, Option<&'static str>)> {
+        Ok((json, None))
     }
 }
 
@@ -204,12 +221,12 @@ impl SyncEngine {
         &self,
         principal: &Principal,
         request: PullRequest,
-        accept_gzip: bool,
+        encoding: &dyn BodyEncoding,
     ) -> Result<PullReply> {
         let started = std::time::Instant::now();
         let device_id = request.device_id.clone();
         let network = request.network_quality.clone();
-        let result = self.pull_from(principal, request, accept_gzip, started).await;
+        let result = self.pull_from(principal, request, encoding, started).await;
         if let (Err(error), Some(device_id)) = (&result, device_id) {
             let failed = FailedSync {
                 device_id,
@@ -227,7 +244,7 @@ impl SyncEngine {
         &self,
         principal: &Principal,
         request: PullRequest,
-        accept_gzip: bool,
+        encoding: &dyn BodyEncoding,
         started: std::time::Instant,
     ) -> Result<PullReply> {
         let cursor = parse_cursor(request.cursor.as_deref())?;
@@ -317,7 +334,9 @@ impl SyncEngine {
             })
             .await?;
 
-        let (body, content_encoding, json_len) = self.compress(page.to_json()?, accept_gzip)?;
+        let json = page.to_json()?;
+        let json_len = json.len();
+        let (body, content_encoding) = encoding.encode(json)?;
         let reply = PullReply {
             body,
             content_encoding,
@@ -375,46 +394,6 @@ impl SyncEngine {
             .await?;
         }
         Ok(reply)
-    }
-
-    /// Serialises a response and compresses it by the configured rules when the caller
-    /// accepts gzip.
-    pub fn encode<T: serde::Serialize>(
-        &self,
-        response: &T,
-        accept_gzip: bool,
-    ) -> Result<(Vec<u8>, Option<&'static str>)> {
-        self.encode_measured(response, accept_gzip).map(|(body, encoding, _)| (body, encoding))
-    }
-
-    /// [`SyncEngine::encode`], with the length of the JSON before compression.
-    pub fn encode_measured<T: serde::Serialize>(
-        &self,
-        response: &T,
-        accept_gzip: bool,
-    ) -> Result<(Vec<u8>, Option<&'static str>, usize)> {
-        self.compress(serde_json::to_vec(response)?, accept_gzip)
-    }
-
-    /// Compresses a JSON body by the configured rules when the caller accepts gzip; also
-    /// returns the JSON's length.
-    fn compress(&self, json: Vec<u8>, accept_gzip: bool) -> Result<(Vec<u8>, Option<&'static str>, usize)> {
-        let json_len = json.len();
-        if !accept_gzip {
-            return Ok((json, None, json_len));
-        }
-        let config = CompressionConfig {
-            mode: CompressionMode::Adaptive,
-            compression_threshold_bytes: self.config.compression_threshold_bytes,
-            min_compression_ratio: self.config.min_compression_ratio,
-            gzip_level: self.config.compression_level,
-            ..CompressionConfig::default()
-        };
-        let compressed = config
-            .compress_as(json, Encoding::Gzip)
-            .map_err(|e| Error::Internal(format!("compressing a response: {e}")))?;
-        let encoding = compressed.content_encoding();
-        Ok((compressed.body, encoding, json_len))
     }
 }
 

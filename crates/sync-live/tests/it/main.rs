@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+use sync_domain::engine::Identity;
 
 use serde_json::json;
 use sync_domain::protocol::{Change, Cursor, Op, PullRequest, PushRequest};
@@ -72,7 +73,7 @@ async fn pull_all(
             domains: domains.clone(),
             ..PullRequest::default()
         };
-        let reply = engine.pull(who, request, false).await.unwrap();
+        let reply = engine.pull(who, request, &Identity).await.unwrap();
         out.extend(
             reply.response().unwrap().changes.iter().map(|c| (c.domain.clone(), c.mobile_id, c.version)),
         );
@@ -223,7 +224,7 @@ async fn a_purged_cursor_gets_resync_required(db: Database) {
     }
     // A device at the head lets the purge remove everything below it.
     let head = engine
-        .pull(&acme, PullRequest { device_id: Some("d1".into()), ..PullRequest::default() }, false)
+        .pull(&acme, PullRequest { device_id: Some("d1".into()), ..PullRequest::default() }, &Identity)
         .await
         .unwrap();
     engine.remember_cursor(&acme, "d1", &head.cursor).await.unwrap();

@@ -2,6 +2,7 @@
 //! counted from real pushes and pulls.
 
 use sync_domain::Database;
+use sync_domain::engine::Identity;
 use sync_domain::protocol::PullRequest;
 
 use super::*;
@@ -19,7 +20,7 @@ async fn activity_counts_the_recorded_syncs(db: Database) {
     // Ann edits the version Bob changed: one conflict.
     push(&engine, &ann, "d-ann", "k2", vec![upsert("task", id(1), 1, task("Ann", "ASSIGNED"), 9)]).await;
     engine
-        .pull(&ann, PullRequest { device_id: Some("d-ann".into()), ..Default::default() }, false)
+        .pull(&ann, PullRequest { device_id: Some("d-ann".into()), ..Default::default() }, &Identity)
         .await
         .unwrap();
     // Another tenant's syncs are not counted.

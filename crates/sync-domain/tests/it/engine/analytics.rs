@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use sync_domain::Database;
+use sync_domain::engine::Identity;
 use sync_domain::engine::{FailedSync, WireBytes};
 use sync_domain::store::SyncEventKind;
 
@@ -28,7 +29,7 @@ async fn syncs_feed_health_snapshots_and_the_dashboard(db: Database) {
         .pull(
             &ann,
             sync_domain::protocol::PullRequest { device_id: Some("d-ann".into()), ..Default::default() },
-            false,
+            &Identity,
         )
         .await
         .unwrap();
@@ -105,7 +106,7 @@ async fn refused_syncs_are_failed_syncs_of_their_device(db: Database) {
         device_id: Some("d-ann".into()),
         ..PullRequest::default()
     };
-    assert_eq!(engine.pull(&ann, bad_cursor, false).await.unwrap_err().http_status(), 400);
+    assert_eq!(engine.pull(&ann, bad_cursor, &Identity).await.unwrap_err().http_status(), 400);
     let nothing = sync_domain::protocol::PartialSyncRequest {
         device_id: "d-ann".into(),
         priority: sync_model::Priority::High,
@@ -200,7 +201,7 @@ async fn partial_syncs_count_and_queue_estimates_follow_measured_time(db: Databa
     assert!(after_partial.is_some_and(|ms| ms > 0.0 && ms < 150.0), "{after_partial:?}");
 
     let pull = PullRequest { device_id: Some("d-ann".into()), limit: Some(10), ..PullRequest::default() };
-    let page = engine.pull(&ann, pull, true).await.unwrap();
+    let page = engine.pull(&ann, pull, &Gzip).await.unwrap();
     assert_eq!(page.changes, 10);
     let ms = measured(&engine, "d-ann").await.unwrap();
     assert_ne!(Some(ms), after_partial, "the pull was folded into the average");
@@ -265,3 +266,16 @@ sync_domain::backend_tests!(
     partial_syncs_count_and_queue_estimates_follow_measured_time,
     pushes_count_the_bytes_on_the_wire,
 );
+
+/// Gzip by the protocol's default rules, as the API encodes a pull for a client that accepts it.
+struct Gzip;
+
+impl sync_domain::engine::BodyEncoding for Gzip {
+    fn encode(&self, json: Vec<u8>) -> sync_domain::Result<(Vec<u8>, Option<&'static str>)> {
+        let compressed = sync_bandwidth::CompressionConfig::default()
+            .compress_as(json, sync_bandwidth::Encoding::Gzip)
+            .map_err(|e| sync_domain::Error::Internal(e.to_string()))?;
+        let encoding = compressed.content_encoding();
+        Ok((compressed.body, encoding))
+    }
+}

@@ -8,6 +8,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
 };
+use sync_domain::engine::Identity;
 
 use serde_json::json;
 use sync_domain::{
@@ -41,7 +42,7 @@ async fn every_acknowledged_change_reaches_every_puller(db: Database) {
                 loop {
                     let request =
                         PullRequest { cursor: cursor.clone(), limit: Some(13), ..PullRequest::default() };
-                    let response = engine.pull(&who, request, false).await.unwrap().response().unwrap();
+                    let response = engine.pull(&who, request, &Identity).await.unwrap().response().unwrap();
                     for record in &response.changes {
                         let held = seen.entry(record.mobile_id).or_insert(0);
                         assert!(record.version > *held, "versions only move forward for a puller");

@@ -4,6 +4,7 @@
 //! or was overruled by its policy and logged as a conflict.
 
 use std::collections::{BTreeMap, HashSet};
+use sync_domain::engine::Identity;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
@@ -104,7 +105,7 @@ impl Device {
                 device_id: Some(self.name.clone()),
                 ..PullRequest::default()
             };
-            let response = engine.pull(&self.who, request, false).await.unwrap().response().unwrap();
+            let response = engine.pull(&self.who, request, &Identity).await.unwrap().response().unwrap();
             for record in response.changes {
                 self.replica.insert(
                     (record.domain.clone(), record.mobile_id),

@@ -12,6 +12,7 @@ mod pull;
 mod push;
 
 use serde_json::{Value, json};
+use sync_domain::engine::Identity;
 use sync_domain::{
     Database, SyncConfig, SyncEngine,
     domains::DomainRegistry,
@@ -100,7 +101,7 @@ pub async fn pull_all(
     loop {
         let request = PullRequest { cursor: cursor.clone(), limit: Some(7), delta, ..PullRequest::default() };
         let PullResponse { changes, cursor: next, has_more, .. } =
-            engine.pull(who, request, false).await.unwrap().response().unwrap();
+            engine.pull(who, request, &Identity).await.unwrap().response().unwrap();
         all.extend(changes);
         cursor = Some(next);
         if !has_more {

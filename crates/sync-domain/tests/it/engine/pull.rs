@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 use sync_bandwidth as delta;
+use sync_domain::engine::Identity;
 use sync_domain::{Database, Error, protocol::PullRequest};
 
 use super::*;
@@ -13,7 +14,7 @@ async fn pages_in_sequence_order_with_remaining(db: Database) {
         (1..=20).map(|i| upsert("journal", id(i), 0, json!({"title": format!("J{i}")}), 0)).collect();
     push(&engine, &me, "d1", "k1", changes).await;
     let first = engine
-        .pull(&me, PullRequest { limit: Some(8), ..PullRequest::default() }, false)
+        .pull(&me, PullRequest { limit: Some(8), ..PullRequest::default() }, &Identity)
         .await
         .unwrap()
         .response()
@@ -27,7 +28,7 @@ async fn pages_in_sequence_order_with_remaining(db: Database) {
     assert_eq!(rest.len(), 12);
     // Nothing new: the same cursor comes back with nothing.
     let again = engine
-        .pull(&me, PullRequest { cursor: Some(cursor.clone()), ..PullRequest::default() }, false)
+        .pull(&me, PullRequest { cursor: Some(cursor.clone()), ..PullRequest::default() }, &Identity)
         .await
         .unwrap()
         .response()
@@ -55,12 +56,12 @@ async fn filters_by_domain_and_refuses_bad_parameters(db: Database) {
     )
     .await;
     let only = PullRequest { domains: Some(vec!["task".into()]), ..PullRequest::default() };
-    let response = engine.pull(&me, only, false).await.unwrap().response().unwrap();
+    let response = engine.pull(&me, only, &Identity).await.unwrap().response().unwrap();
     assert_eq!(response.changes.iter().map(|c| c.domain.as_str()).collect::<Vec<_>>(), ["task"]);
     let bad = |r: PullRequest| {
         let engine = engine.clone();
         let me = me.clone();
-        async move { engine.pull(&me, r, false).await.unwrap_err() }
+        async move { engine.pull(&me, r, &Identity).await.unwrap_err() }
     };
     assert_eq!(
         bad(PullRequest { cursor: Some("garbage".into()), ..PullRequest::default() }).await.code(),
@@ -146,7 +147,7 @@ async fn remembered_cursor_feeds_the_queue(db: Database) {
     // Partial sync does not move the cursor; a pull with the device id does.
     assert_eq!(engine.queue_status(&me, "d1").await.unwrap().pending_items, 2);
     engine
-        .pull(&me, PullRequest { device_id: Some("d1".into()), ..PullRequest::default() }, false)
+        .pull(&me, PullRequest { device_id: Some("d1".into()), ..PullRequest::default() }, &Identity)
         .await
         .unwrap();
     assert_eq!(engine.queue_status(&me, "d1").await.unwrap().pending_items, 0);
@@ -162,18 +163,18 @@ async fn purge_then_resync_required(db: Database) {
     let engine = engine(db);
     let me = device("acme", "ann");
     push(&engine, &me, "d1", "k1", vec![upsert("journal", id(1), 0, json!({"title": "J"}), 0)]).await;
-    let old_cursor = engine.pull(&me, PullRequest::default(), false).await.unwrap().cursor;
+    let old_cursor = engine.pull(&me, PullRequest::default(), &Identity).await.unwrap().cursor;
     push(&engine, &me, "d1", "k2", vec![delete("journal", id(1), 1, 1)]).await;
     push(&engine, &me, "d1", "k3", vec![upsert("journal", id(2), 0, json!({"title": "K"}), 1)]).await;
     // The only active device pulls to the end; everything below its cursor may go.
     engine
-        .pull(&me, PullRequest { device_id: Some("d1".into()), ..PullRequest::default() }, false)
+        .pull(&me, PullRequest { device_id: Some("d1".into()), ..PullRequest::default() }, &Identity)
         .await
         .unwrap();
     let report = engine.purge("acme").await.unwrap();
     assert_eq!(report.tombstones, 1);
     let err = engine
-        .pull(&me, PullRequest { cursor: Some(old_cursor), ..PullRequest::default() }, false)
+        .pull(&me, PullRequest { cursor: Some(old_cursor), ..PullRequest::default() }, &Identity)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::ResyncRequired), "{err:?}");
