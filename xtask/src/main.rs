@@ -153,7 +153,10 @@ fn ci() -> Result<()> {
 /// PostgreSQL (`postgres`, `all`, and so `ci`) requires it (`SYNC_REQUIRE_POSTGRES=1`): an
 /// unreachable database fails the tests instead of skipping them.
 fn test(backend: &str) -> Result<()> {
-    run_tests(backend, &[])
+    // The same compiler wrapper as `ci`: its artifacts are shared with a CI run, and the UI
+    // tests of sync-model-derive expect rustc's messages as they read under it.
+    let driver = clippy_driver();
+    run_tests(backend, &[("RUSTC_WORKSPACE_WRAPPER", driver.as_str()), ("CLIPPY_ARGS", "-Dwarnings")])
 }
 
 /// Runs the workspace tests on `backend` with `extra` variables set as well.

@@ -62,6 +62,13 @@ pub enum ApiError {
     /// 500: a fault of the server.
     #[error("internal error: {0}")]
     Internal(String),
+    /// 500: a response could not be written as JSON, or a body the server made itself (a
+    /// stored push response, a pull page) could not be read back.
+    #[error("internal error: {what}: {source}")]
+    Json { what: &'static str, source: serde_json::Error },
+    /// 500: compressing a response failed.
+    #[error("internal error: compressing a response: {0}")]
+    Compression(#[source] BandwidthError),
 }
 
 // The wire shape of an error lives in sync-protocol (with its OpenAPI schema).
@@ -89,7 +96,9 @@ impl ApiError {
             ApiError::Engine(e) => {
                 StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Json { .. } | ApiError::Compression(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -106,14 +115,16 @@ impl ApiError {
             ApiError::UnsupportedEncoding(_) => "unsupported_encoding",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Engine(e) => e.code(),
-            ApiError::Internal(_) => "internal",
+            ApiError::Internal(_) | ApiError::Json { .. } | ApiError::Compression(_) => "internal",
         }
     }
 
     /// The body sent to the client. A 500 does not leak its cause.
     pub fn body(&self) -> ErrorBody {
         let message = match self {
-            ApiError::Internal(_) => "internal server error".to_owned(),
+            ApiError::Internal(_) | ApiError::Json { .. } | ApiError::Compression(_) => {
+                "internal server error".to_owned()
+            }
             ApiError::Engine(e) => e.public_message(),
             other => other.to_string(),
         };
@@ -154,7 +165,14 @@ impl From<BandwidthError> for ApiError {
             BandwidthError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
             BandwidthError::UnsupportedEncoding(_) => ApiError::UnsupportedEncoding(e.to_string()),
             BandwidthError::Corrupt { .. } => ApiError::bad_request("malformed_body", e.to_string()),
-            other => ApiError::Internal(other.to_string()),
+            other => ApiError::Compression(other),
         }
+    }
+}
+
+impl ApiError {
+    /// A JSON failure of `what` (see [`ApiError::Json`]).
+    pub fn json(what: &'static str) -> impl FnOnce(serde_json::Error) -> ApiError {
+        move |source| ApiError::Json { what, source }
     }
 }

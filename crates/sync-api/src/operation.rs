@@ -189,13 +189,15 @@ impl OperationOutput {
     /// The response as a JSON value; push parses the engine's exact body.
     pub fn to_json(&self) -> Result<serde_json::Value> {
         fn value<T: Serialize>(v: &T) -> Result<serde_json::Value> {
-            serde_json::to_value(v).map_err(|e| ApiError::Internal(format!("serialising a response: {e}")))
+            serde_json::to_value(v).map_err(ApiError::json("serialising a response"))
         }
         match self {
-            OperationOutput::Push(reply) => serde_json::from_str(&reply.body)
-                .map_err(|e| ApiError::Internal(format!("stored push response is not JSON: {e}"))),
-            OperationOutput::Pull(reply) => serde_json::from_slice(&reply.json()?)
-                .map_err(|e| ApiError::Internal(format!("a pull's body is not JSON: {e}"))),
+            OperationOutput::Push(reply) => {
+                serde_json::from_str(&reply.body).map_err(ApiError::json("reading a stored push response"))
+            }
+            OperationOutput::Pull(reply) => {
+                serde_json::from_slice(&reply.json()?).map_err(ApiError::json("reading a pull's body"))
+            }
             OperationOutput::QueueStatus(v) => value(v),
             OperationOutput::PartialSync(v) => value(v),
             OperationOutput::OptimalTime(v) => value(v),
@@ -487,8 +489,7 @@ impl SyncApi {
     /// Serialises a response and gzips it when the client accepts gzip and it pays (the
     /// protocol's threshold and ratio rules).
     pub fn encode_json<T: Serialize + ?Sized>(&self, value: &T, accept_gzip: bool) -> Result<EncodedBody> {
-        let bytes = serde_json::to_vec(value)
-            .map_err(|e| ApiError::Internal(format!("serialising a response: {e}")))?;
+        let bytes = serde_json::to_vec(value).map_err(ApiError::json("serialising a response"))?;
         self.encode_bytes(bytes, accept_gzip)
     }
 
@@ -498,8 +499,7 @@ impl SyncApi {
         value: &T,
         accept_gzip: bool,
     ) -> Result<(EncodedBody, usize)> {
-        let bytes = serde_json::to_vec(value)
-            .map_err(|e| ApiError::Internal(format!("serialising a response: {e}")))?;
+        let bytes = serde_json::to_vec(value).map_err(ApiError::json("serialising a response"))?;
         let len = bytes.len();
         Ok((self.encode_bytes(bytes, accept_gzip)?, len))
     }

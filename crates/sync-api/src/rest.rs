@@ -136,9 +136,6 @@ async fn pull(
     caller: Caller,
     QueryParams(q): QueryParams<PullQuery>,
 ) -> Result<Response> {
-    if q.limit == Some(0) {
-        return Err(ApiError::bad_request("invalid_limit", "limit must be at least 1"));
-    }
     let domains = crate::live::split_domains(q.domains);
     let request = PullRequest {
         cursor: q.cursor.filter(|c| !c.is_empty()),

@@ -132,9 +132,6 @@ impl QueryRoot {
         network_quality: Option<String>,
         hints: Option<bool>,
     ) -> async_graphql::Result<PullResponse> {
-        if limit == Some(0) {
-            return Err(gql_error(ApiError::bad_request("invalid_limit", "limit must be at least 1")));
-        }
         let request = PullRequest {
             cursor: cursor.filter(|c| !c.is_empty()),
             limit,
@@ -215,9 +212,8 @@ impl MutationRoot {
     ) -> async_graphql::Result<PushResponse> {
         let output = execute(ctx, OperationRequest::Push(input), Some(idempotency_key)).await?;
         let reply = output!(output, Push(reply) => reply)?;
-        serde_json::from_str(&reply.body).map_err(|e| {
-            gql_error(ApiError::Internal(format!("the stored push response does not parse: {e}")))
-        })
+        serde_json::from_str(&reply.body)
+            .map_err(|e| gql_error(ApiError::Json { what: "reading a stored push response", source: e }))
     }
 
     /// The most urgent pending items, without moving the cursor.

@@ -107,10 +107,7 @@ impl<'a> WireRecord<'a> {
         let data: &RawValue = serde_json::from_str(&row.data)?;
         Ok(WireRecord {
             domain: &row.domain,
-            mobile_id: row
-                .mobile_id
-                .parse()
-                .map_err(|_| Error::Corrupt(format!("stored mobile_id `{}` is not a UUID", row.mobile_id)))?,
+            mobile_id: mobile_uuid(row)?,
             version: row.version,
             deleted: row.deleted,
             data: Some(data),
@@ -397,14 +394,18 @@ impl SyncEngine {
     }
 }
 
+/// A stored record's `mobile_id` as the UUID the wire shows.
+fn mobile_uuid(row: &RecordRow) -> Result<uuid::Uuid> {
+    row.mobile_id
+        .parse()
+        .map_err(|_| Error::Corrupt(format!("stored mobile_id `{}` is not a UUID", row.mobile_id)))
+}
+
 /// A stored record as the wire shows it, with full data.
 pub(crate) fn record_envelope(row: &RecordRow) -> Result<RecordEnvelope> {
     Ok(RecordEnvelope {
         domain: row.domain.clone(),
-        mobile_id: row
-            .mobile_id
-            .parse()
-            .map_err(|_| Error::Corrupt(format!("stored mobile_id `{}` is not a UUID", row.mobile_id)))?,
+        mobile_id: mobile_uuid(row)?,
         version: row.version,
         deleted: row.deleted,
         data: Some(serde_json::from_str(&row.data)?),
