@@ -489,8 +489,7 @@ impl SyncApi {
     /// Serialises a response and gzips it when the client accepts gzip and it pays (the
     /// protocol's threshold and ratio rules).
     pub fn encode_json<T: Serialize + ?Sized>(&self, value: &T, accept_gzip: bool) -> Result<EncodedBody> {
-        let bytes = serde_json::to_vec(value).map_err(ApiError::json("serialising a response"))?;
-        self.encode_bytes(bytes, accept_gzip)
+        self.encode_measured(value, accept_gzip).map(|(body, _)| body)
     }
 
     /// [`SyncApi::encode_json`], with the length of the JSON before it was encoded.
