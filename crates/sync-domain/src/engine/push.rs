@@ -362,7 +362,7 @@ fn plan(ctx: &PushContext<'_>, loaded: Loaded, skew: Duration) -> Plan {
         writes: Vec::new(),
         conflicts: Vec::new(),
         domain_counts: BTreeMap::new(),
-        overrides: HashMap::new(),
+        overrides,
     };
     for change in &request.changes {
         let Some(service) = ctx.engine.domains.get(&change.domain) else {
@@ -375,7 +375,7 @@ fn plan(ctx: &PushContext<'_>, loaded: Loaded, skew: Duration) -> Plan {
         };
         let key = RecordKey::new(change.domain.clone(), change.mobile_id.to_string());
         let policy =
-            effective_policy(service.default_policy(), &change.domain, overrides.get(&change.domain));
+            effective_policy(service.default_policy(), &change.domain, plan.overrides.get(&change.domain));
         let modified_at = change.modified_at.checked_add(skew).unwrap_or(change.modified_at);
         let version_state = |version: i64| history.get(&(key.clone(), version)).cloned();
         let decision = decide(&ChangeContext {
@@ -410,7 +410,6 @@ fn plan(ctx: &PushContext<'_>, loaded: Loaded, skew: Duration) -> Plan {
             plan.writes.push((key, write));
         }
     }
-    plan.overrides = overrides;
     plan
 }
 
