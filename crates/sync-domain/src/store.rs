@@ -57,15 +57,41 @@ pub use insight::{
     upsert_webhook,
 };
 pub use records::{
-    PriorityText, PullFilter, PurgeStats, RecordKey, RecordRow, VersionRow, allocate_seqs, count_after,
-    current_seq, estimate_after, get_purge_mark, get_records, get_records_for_update, get_versions,
-    insert_versions, pull_page, purge, raw_upsert_baseline, tenant_history, upsert_records, versions_as_of,
+    PriorityText, PullFilter, PurgeStats, RECORDS_FOR_UPDATE_SQL, RecordKey, RecordRow, VersionRow,
+    allocate_seqs, count_after, current_seq, estimate_after, explain_pull_page, get_purge_mark, get_records,
+    get_records_for_update, get_versions, insert_versions, pull_page, purge, raw_upsert_baseline,
+    tenant_history, upsert_records, versions_as_of,
 };
 pub use tenants::{
     ActiveToken, LAST_USED_RESOLUTION_MICROS, Principal, Role, TOKEN_PREFIX, TokenRow, UserRow,
     authenticate_token, create_token, ensure_tenant, get_user, hash_token, list_tokens, lookup_token,
     revoke_token, revoke_token_id, revoke_user_tokens, tenant_ids, token_by_id, upsert_user,
 };
+
+/// `EXPLAIN` of a statement (PostgreSQL: one row of text per line of the plan), so that tests
+/// read the plans of the statements the store really runs.
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+struct Explain<Q>(Q);
+
+impl<Q, DB> diesel::query_builder::QueryFragment<DB> for Explain<Q>
+where
+    DB: diesel::backend::Backend,
+    Q: diesel::query_builder::QueryFragment<DB>,
+{
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("EXPLAIN ");
+        self.0.walk_ast(out.reborrow())
+    }
+}
+
+impl<Q> diesel::query_builder::Query for Explain<Q> {
+    type SqlType = diesel::sql_types::Text;
+}
+
+impl<Q, C> diesel::query_dsl::RunQueryDsl<C> for Explain<Q> {}
 
 /// Most bound parameters per statement we allow ourselves: below SQLite's default limit
 /// (32766) and PostgreSQL's (65535), with room to spare.

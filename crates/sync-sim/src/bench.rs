@@ -141,25 +141,14 @@ pub async fn run_backend(
         Ok(http.with_token(target.issuer.device(&tenant, user, None)?))
     };
 
-    let mut push = Vec::new();
-    for &devices in &options.push_devices {
-        let clients = (0..devices).map(|i| device(&format!("pusher{i}"))).collect::<Result<Vec<_>>>()?;
-        push.push(measure_push(server, clients, Duration::from_secs_f64(options.push_seconds)).await?);
-    }
-    let raw_upsert_per_sec = raw_baseline(server, 200).await?;
+    let (push, raw_upsert_per_sec) = run_push(server, &tenant, options).await?;
 
-    // A tenant of its own for the initial sync, seeded by 8 devices.
+    // A tenant of its own for the initial sync.
     let big = format!("{tenant}-big");
     let big_device =
         |user: &str| -> Result<SyncClient> { Ok(http.with_token(target.issuer.device(&big, user, None)?)) };
-    let seeders = (0..8).map(|i| big_device(&format!("seeder{i}"))).collect::<Result<Vec<_>>>()?;
-    let ids = seed(seeders, options.initial_records).await?;
-    // In production a tenant this size has planner statistics (autovacuum analyses PostgreSQL
-    // tables within a minute of such a load); take them now rather than time the planner's
-    // guesses about a table it has never measured.
-    server.database().analyze().await?;
+    let (initial_sync, ids, cursor) = run_initial_sync(server, &big, options).await?;
     let reader = big_device("reader")?;
-    let (initial_sync, cursor) = measure_pull(server, &reader, None, false).await?;
 
     // Edit some records, then pull them incrementally with and without deltas.
     let editor = big_device("editor")?;
@@ -193,6 +182,46 @@ pub async fn run_backend(
         write_to_pull_loaded: loaded?,
         live,
     })
+}
+
+/// The push-throughput cases of `tenant` (one per entry of `options.push_devices`) and the raw
+/// baseline beside them.
+pub async fn run_push(
+    server: &ServerProcess,
+    tenant: &str,
+    options: &BenchOptions,
+) -> Result<(Vec<PushCase>, f64)> {
+    let target = server.target();
+    let http = SyncClient::new(&target.base_url, "")?;
+    let mut push = Vec::new();
+    for &devices in &options.push_devices {
+        let clients = (0..devices)
+            .map(|i| Ok(http.with_token(target.issuer.device(tenant, &format!("pusher{i}"), None)?)))
+            .collect::<Result<Vec<_>>>()?;
+        push.push(measure_push(server, clients, Duration::from_secs_f64(options.push_seconds)).await?);
+    }
+    Ok((push, raw_baseline(server, 200).await?))
+}
+
+/// The initial sync of `tenant` (seeded by 8 devices with `options.initial_records` records)
+/// by a new device `reader`: the case, the seeded ids and the end cursor.
+pub async fn run_initial_sync(
+    server: &ServerProcess,
+    tenant: &str,
+    options: &BenchOptions,
+) -> Result<(PullCase, Vec<Uuid>, String)> {
+    let target = server.target();
+    let http = SyncClient::new(&target.base_url, "")?;
+    let device =
+        |user: &str| -> Result<SyncClient> { Ok(http.with_token(target.issuer.device(tenant, user, None)?)) };
+    let seeders = (0..8).map(|i| device(&format!("seeder{i}"))).collect::<Result<Vec<_>>>()?;
+    let ids = seed(seeders, options.initial_records).await?;
+    // In production a tenant this size has planner statistics (autovacuum analyses PostgreSQL
+    // tables within a minute of such a load); take them now rather than time the planner's
+    // guesses about a table it has never measured.
+    server.database().analyze().await?;
+    let (case, cursor) = measure_pull(server, &device("reader")?, None, false).await?;
+    Ok((case, ids, cursor))
 }
 
 /// A new task record, as phones send them.
@@ -448,6 +477,62 @@ async fn raw_baseline(server: &ServerProcess, batches: usize) -> Result<f64> {
     Ok((batches * BATCH) as f64 / took.as_secs_f64().max(f64::MIN_POSITIVE))
 }
 
+const PUSH_HEADER: &str = "| backend | devices | changes/s | p50 ms | p99 ms | server CPU s | server CPU s per 10k | PostgreSQL CPU s per 10k | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|";
+const PULL_HEADER: &str = "| backend | case | records | records/s | wire bytes | JSON bytes | saved | server CPU s | peak RSS MiB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|";
+
+/// The push table's rows of one backend, its raw baseline last.
+fn push_rows(out: &mut String, backend: &str, cases: &[PushCase], raw_upsert_per_sec: f64) {
+    for c in cases {
+        let per_10k = |seconds: f64| {
+            if seconds.is_nan() {
+                "–".to_owned()
+            } else {
+                format!("{:.2}", seconds * 1e4 / c.changes.max(1) as f64)
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {backend} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {:.0} |",
+            c.devices,
+            c.changes_per_sec,
+            c.latency.p50_ms,
+            c.latency.p99_ms,
+            c.cost.cpu_seconds,
+            per_10k(c.cost.cpu_seconds),
+            per_10k(c.cost.database_cpu_seconds),
+            c.cost.peak_rss_mib
+        );
+    }
+    let _ = writeln!(out, "| {backend} raw upsert baseline | 1 | {raw_upsert_per_sec:.0} | | | | | | |");
+}
+
+/// One row of the pull table.
+fn pull_row(out: &mut String, backend: &str, name: &str, c: &PullCase) {
+    let saved = 100.0 * (1.0 - c.traffic.received_wire as f64 / c.traffic.received_raw.max(1) as f64);
+    let _ = writeln!(
+        out,
+        "| {backend} | {name} | {} | {:.0} | {} | {} | {saved:.0} % | {:.2} | {:.0} |",
+        c.records,
+        c.records_per_sec,
+        c.traffic.received_wire,
+        c.traffic.received_raw,
+        c.cost.cpu_seconds,
+        c.cost.peak_rss_mib
+    );
+}
+
+/// The push cases alone, as a table (`sync-sim bench --only push`).
+pub fn push_lines(out: &mut String, backend: &str, cases: &[PushCase], raw_upsert_per_sec: f64) {
+    let _ = writeln!(out, "{PUSH_HEADER}");
+    push_rows(out, backend, cases, raw_upsert_per_sec);
+}
+
+/// One pull case alone, as a table (`sync-sim bench --only initial-sync`).
+pub fn pull_lines(out: &mut String, backend: &str, name: &str, case: &PullCase) {
+    let _ = writeln!(out, "{PULL_HEADER}");
+    pull_row(out, backend, name, case);
+}
+
 /// The results as the Markdown section of `docs/benchmarks.md`.
 pub fn markdown(results: &[BackendResults], machine: &str, date: &str, options: &BenchOptions) -> String {
     let mut out = String::new();
@@ -464,64 +549,19 @@ pub fn markdown(results: &[BackendResults], machine: &str, date: &str, options: 
         "### Push throughput ({BATCH}-change batches of new records, {}s per case)\n",
         options.push_seconds
     );
-    let _ = writeln!(
-        out,
-        "| backend | devices | changes/s | p50 ms | p99 ms | server CPU s | server CPU s per 10k | PostgreSQL CPU s per 10k | peak RSS MiB |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "{PUSH_HEADER}");
     for r in results {
-        for c in &r.push {
-            let per_10k = |seconds: f64| {
-                if seconds.is_nan() {
-                    "–".to_owned()
-                } else {
-                    format!("{:.2}", seconds * 1e4 / c.changes.max(1) as f64)
-                }
-            };
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {:.0} |",
-                r.backend,
-                c.devices,
-                c.changes_per_sec,
-                c.latency.p50_ms,
-                c.latency.p99_ms,
-                c.cost.cpu_seconds,
-                per_10k(c.cost.cpu_seconds),
-                per_10k(c.cost.database_cpu_seconds),
-                c.cost.peak_rss_mib
-            );
-        }
-        let _ = writeln!(
-            out,
-            "| {} raw upsert baseline | 1 | {:.0} | | | | | | |",
-            r.backend, r.raw_upsert_per_sec
-        );
+        push_rows(&mut out, &r.backend, &r.push, r.raw_upsert_per_sec);
     }
     let _ = writeln!(out, "\n### Pulls (1000 records a page, gzip accepted)\n");
-    let _ = writeln!(
-        out,
-        "| backend | case | records | records/s | wire bytes | JSON bytes | saved | server CPU s | peak RSS MiB |"
-    );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "{PULL_HEADER}");
     for r in results {
         for (name, c) in [
             ("initial sync", &r.initial_sync),
             ("incremental, delta", &r.incremental_delta),
             ("incremental, full", &r.incremental_full),
         ] {
-            let saved = 100.0 * (1.0 - c.traffic.received_wire as f64 / c.traffic.received_raw.max(1) as f64);
-            let _ = writeln!(
-                out,
-                "| {} | {name} | {} | {:.0} | {} | {} | {saved:.0} % | {:.2} | {:.0} |",
-                r.backend,
-                c.records,
-                c.records_per_sec,
-                c.traffic.received_wire,
-                c.traffic.received_raw,
-                c.cost.cpu_seconds,
-                c.cost.peak_rss_mib
-            );
+            pull_row(&mut out, &r.backend, name, c);
         }
     }
     let _ = writeln!(

@@ -135,9 +135,19 @@ struct BenchArgs {
     charts: Option<PathBuf>,
     #[arg(long)]
     server_bin: Option<PathBuf>,
-    /// Only the live-changes cases, printed (writes nothing).
-    #[arg(long)]
-    live_only: bool,
+    /// Only these cases, printed (writes nothing): for measuring one change quickly.
+    #[arg(long, value_enum)]
+    only: Option<BenchCases>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchCases {
+    /// The push-throughput cases and the raw baseline.
+    Push,
+    /// The initial sync of a large tenant.
+    InitialSync,
+    /// The live-changes cases.
+    Live,
 }
 
 #[derive(Args)]
@@ -314,17 +324,31 @@ async fn simulate(args: SimulateArgs) -> Result<bool> {
 async fn bench(args: BenchArgs) -> Result<bool> {
     let binary = server_binary(args.server_bin)?;
     let options = if args.quick { BenchOptions::quick() } else { BenchOptions::full() };
-    if args.live_only {
+    if let Some(cases) = args.only {
         for backend in args.database.backends() {
             let server = ServerProcess::start(&binary, backend).await?;
-            let other_node = match backend {
-                Backend::Postgres => Some(server.another_node().await?),
-                Backend::Sqlite => None,
-            };
-            let live = sync_sim::live_bench::run(&server, other_node.as_ref(), &options).await?;
-            let mut out = String::new();
+            let tenant = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
             let name = backend.to_string();
-            sync_sim::live_bench::markdown(&mut out, &[(name.as_str(), &live)]);
+            let mut out = String::new();
+            match cases {
+                BenchCases::Push => {
+                    let (push, raw) = bench::run_push(&server, &tenant, &options).await?;
+                    bench::push_lines(&mut out, &name, &push, raw);
+                }
+                BenchCases::InitialSync => {
+                    let (case, _, _) = bench::run_initial_sync(&server, &tenant, &options).await?;
+                    bench::pull_lines(&mut out, &name, "initial sync", &case);
+                }
+                BenchCases::Live => {
+                    let other_node = match backend {
+                        Backend::Postgres => Some(server.another_node().await?),
+                        Backend::Sqlite => None,
+                    };
+                    let live = sync_sim::live_bench::run(&server, other_node.as_ref(), &options).await?;
+                    sync_sim::live_bench::markdown(&mut out, &[(name.as_str(), &live)]);
+                }
+            }
+            server.stop();
             print!("{out}");
         }
         return Ok(true);

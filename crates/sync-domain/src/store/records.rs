@@ -53,7 +53,7 @@ impl From<PriorityText> for Priority {
 }
 
 /// The latest state of a record (table `records`).
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = records)]
 pub struct RecordRow {
     /// Owning tenant.
@@ -330,10 +330,28 @@ pub fn get_records(
     Ok(found)
 }
 
-/// Like [`get_records`], but on PostgreSQL also locks the rows (`SELECT … FOR UPDATE`, in key
-/// order so that concurrent pushes cannot deadlock on each other) until the transaction ends,
-/// so a concurrent push of the same records waits instead of failing with
-/// [`Error::WriteConflict`]. On SQLite the write transaction already excludes other writers.
+/// [`get_records_for_update`]'s statement on PostgreSQL (`$1` the tenant, `$2` and `$3` the keys'
+/// domains and ids, sorted); public for the test that reads its plan.
+#[doc(hidden)]
+pub const RECORDS_FOR_UPDATE_SQL: &str = "SELECT r.* \
+     FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(domain, mobile_id, n) \
+     CROSS JOIN LATERAL (SELECT * FROM records WHERE tenant_id = $1 AND domain = k.domain \
+     AND mobile_id = k.mobile_id FOR UPDATE) AS r ORDER BY k.n";
+
+/// Like [`get_records`], but on PostgreSQL also locks the rows (`SELECT … FOR UPDATE`) until
+/// the transaction ends, so a concurrent push of the same records waits instead of failing
+/// with [`Error::WriteConflict`]. On SQLite the write transaction already excludes other
+/// writers.
+///
+/// On PostgreSQL it is one statement whatever the number of keys: a primary-key probe per key
+/// (`unnest` of the keys, each joined `LATERAL` to its row), the keys in sorted order, so every
+/// push locks in the same order and concurrent pushes do not deadlock on each other (one that
+/// PostgreSQL did detect would be retried as a [`Error::WriteConflict`]). The plainer
+/// `domain = ? AND mobile_id = ANY(?)` is left to the planner's estimate of a tenant's rows: with
+/// no statistics yet (a new table; PostgreSQL's autovacuum not run) it expected a few rows for
+/// the `(tenant_id, domain)` prefix and filtered the ids along it, reading the tenant's whole
+/// range: 26 ms per 100-change push at 40,000 records, the bulk of PostgreSQL's CPU in a push
+/// (docs/benchmarks.md, "PostgreSQL's own CPU").
 pub fn get_records_for_update(
     conn: &mut DbConnection,
     tenant: &str,
@@ -342,20 +360,17 @@ pub fn get_records_for_update(
     let DbConnection::Pg(pg) = conn else {
         return get_records(conn, tenant, keys);
     };
-    let mut found = HashMap::with_capacity(keys.len());
-    // Domains in order, ids in order within each: one global lock order.
-    for (domain, ids) in by_domain(keys).into_iter().flatten() {
-        let rows = records::table
-            .filter(records::tenant_id.eq(tenant))
-            .filter(records::domain.eq(domain))
-            .filter(records::mobile_id.eq_any(ids))
-            .order(records::mobile_id)
-            .select(RecordRow::as_select())
-            .for_update()
-            .load::<RecordRow>(pg)?;
-        found.extend(rows.into_iter().map(|row| (row.key(), row)));
-    }
-    Ok(found)
+    let mut sorted: Vec<&RecordKey> = keys.iter().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let domains: Vec<&str> = sorted.iter().map(|k| k.domain.as_str()).collect();
+    let ids: Vec<&str> = sorted.iter().map(|k| k.mobile_id.as_str()).collect();
+    let rows: Vec<RecordRow> = diesel::sql_query(RECORDS_FOR_UPDATE_SQL)
+        .bind::<diesel::sql_types::Text, _>(tenant)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&domains)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&ids)
+        .load(pg)?;
+    Ok(rows.into_iter().map(|row| (row.key(), row)).collect())
 }
 
 /// Loads the given versions from history (missing ones are absent from the map): one
@@ -550,6 +565,50 @@ pub fn raw_upsert_baseline(
     })
 }
 
+/// Runs `f`, a statement that reads a tenant's records in `seq` order up to a `LIMIT`, so that
+/// PostgreSQL walks the `(tenant_id, seq)` index and stops at the limit.
+///
+/// Without statistics on `tenant_id` (migration `tenant_statistics`) PostgreSQL guesses any
+/// tenant at a sliver of the table, so reading all of its records after the cursor and sorting
+/// them looks cheaper than the ordered walk: every page of a first sync read the whole rest of
+/// the tenant, 12.5 ms a page of 1,000 at 100,000 records (11.9 ms against 0.3 ms in
+/// `EXPLAIN ANALYZE`), which made a first sync quadratic. `SET LOCAL enable_sort = off` leaves
+/// the walk as the planner's only sort-free choice; it lasts until the statement is done. A pull
+/// limited to units is left to the planner: `(tenant_id, bu, seq)` serves it, and the walk would
+/// read every record of the other units.
+fn in_seq_order<T>(
+    conn: &mut DbConnection,
+    filter: &PullFilter<'_>,
+    f: impl FnOnce(&mut DbConnection) -> Result<T>,
+) -> Result<T> {
+    use diesel::connection::SimpleConnection;
+    let DbConnection::Pg(pg) = conn else { return f(conn) };
+    if filter.units.is_some() {
+        return f(conn);
+    }
+    pg.batch_execute("SET LOCAL enable_sort = off")?;
+    let result = f(conn);
+    if let DbConnection::Pg(pg) = conn
+        && result.is_ok()
+    {
+        pg.batch_execute("SET LOCAL enable_sort = on")?;
+    }
+    result
+}
+
+/// The statement of [`pull_page`].
+fn pull_page_query<'q>(
+    tenant: &'q str,
+    after_seq: i64,
+    limit: i64,
+    filter: &PullFilter<'q>,
+) -> diesel::dsl::Select<BoxedRecords<'q>, diesel::dsl::AsSelect<RecordRow, MultiBackend>> {
+    records_after(tenant, after_seq, filter)
+        .order(records::seq.asc())
+        .limit(limit.max(0))
+        .select(RecordRow::as_select())
+}
+
 /// Records with `seq > after_seq` that pass `filter`, ordered by `seq`, at most `limit`.
 pub fn pull_page(
     conn: &mut DbConnection,
@@ -558,11 +617,22 @@ pub fn pull_page(
     limit: i64,
     filter: &PullFilter<'_>,
 ) -> Result<Vec<RecordRow>> {
-    Ok(records_after(tenant, after_seq, filter)
-        .order(records::seq.asc())
-        .limit(limit.max(0))
-        .select(RecordRow::as_select())
-        .load(conn)?)
+    in_seq_order(conn, filter, |conn| Ok(pull_page_query(tenant, after_seq, limit, filter).load(conn)?))
+}
+
+/// PostgreSQL's plan of [`pull_page`], one line per row of `EXPLAIN`, for the test that reads
+/// it. Not for SQLite, whose `EXPLAIN` is a program.
+#[doc(hidden)]
+pub fn explain_pull_page(
+    conn: &mut DbConnection,
+    tenant: &str,
+    after_seq: i64,
+    limit: i64,
+    filter: &PullFilter<'_>,
+) -> Result<Vec<String>> {
+    in_seq_order(conn, filter, |conn| {
+        Ok(super::Explain(pull_page_query(tenant, after_seq, limit, filter)).load(conn)?)
+    })
 }
 
 /// How many records with `seq > after_seq` pass `filter` (the pull's `remaining`, a queue's
@@ -591,13 +661,15 @@ pub fn estimate_after(
     exact_up_to: i64,
 ) -> Result<i64> {
     let cap = exact_up_to.max(1);
-    let nth: Option<i64> = records_after(tenant, after_seq, filter)
-        .order(records::seq.asc())
-        .offset(cap - 1)
-        .limit(1)
-        .select(records::seq)
-        .first(conn)
-        .optional()?;
+    let nth: Option<i64> = in_seq_order(conn, filter, |conn| {
+        Ok(records_after(tenant, after_seq, filter)
+            .order(records::seq.asc())
+            .offset(cap - 1)
+            .limit(1)
+            .select(records::seq)
+            .first(conn)
+            .optional()?)
+    })?;
     match nth {
         None => count_after(conn, tenant, after_seq, filter),
         Some(last) => {
