@@ -57,8 +57,8 @@ pub use insight::{
     upsert_webhook,
 };
 pub use records::{
-    PriorityText, PullFilter, PurgeStats, RECORDS_FOR_UPDATE_SQL, RecordKey, RecordRow, VersionRow,
-    allocate_seqs, count_after, current_seq, estimate_after, explain_pull_page, get_purge_mark, get_records,
+    PriorityText, PullFilter, PurgeStats, RecordKey, RecordRow, VersionRow, allocate_seqs, by_key_sql,
+    count_after, current_seq, estimate_after, explain_pull_page, get_purge_mark, get_records,
     get_records_for_update, get_versions, insert_versions, pull_page, purge, raw_upsert_baseline,
     tenant_history, upsert_records, versions_as_of,
 };

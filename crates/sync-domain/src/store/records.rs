@@ -152,7 +152,7 @@ impl<'a> From<&'a RecordRow> for NewRecord<'a> {
 }
 
 /// One past (or the current) version of a record (table `record_versions`).
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = record_versions)]
 #[diesel(treat_none_as_default_value = false)]
 pub struct VersionRow {
@@ -300,19 +300,68 @@ fn by_domain(keys: &[RecordKey]) -> Vec<Vec<(&str, Vec<&str>)>> {
     batches(groups, KEYS_PER_LOOKUP)
 }
 
-/// Loads the current rows of `keys` (missing records are absent from the map): one statement
-/// per 500 keys, `(tenant_id = ? AND domain = ? AND mobile_id IN (…)) OR …` with one branch
-/// per domain.
+/// PostgreSQL's look-ups by key: one statement for any number of keys, the keys bound as arrays
+/// (`unnest`) and each joined `LATERAL` to a probe of the primary key by its whole key. The
+/// simpler `domain = ? AND mobile_id = ANY(?)` leaves the index to the planner's estimate of the
+/// tenant's rows, and with no statistics yet (a new table, autovacuum not yet run) PostgreSQL
+/// expected a few rows for the `(tenant_id, domain)` prefix, walked it and filtered the ids:
+/// every row of the tenant, 26 ms for a push's 100 keys at 40,000 records (docs/benchmarks.md,
+/// "PostgreSQL: look-ups by key"). Each subquery has a `LIMIT` (or `FOR UPDATE`) so that the
+/// planner keeps it a probe per key: flattened into a plain join with `unnest`, PostgreSQL
+/// hash-joins the keys against a scan of the tenant. The statements are public for the test
+/// that reads their plans: `$1` is the tenant, then the keys' arrays.
+pub mod by_key_sql {
+    /// The current rows of keys `($2 domains, $3 ids)`.
+    pub const RECORDS: &str = "SELECT r.* FROM unnest($2::text[], $3::text[]) AS k(domain, mobile_id) \
+         CROSS JOIN LATERAL (SELECT * FROM records WHERE tenant_id = $1 AND domain = k.domain \
+         AND mobile_id = k.mobile_id LIMIT 1) AS r";
+    /// [`RECORDS`], locked (`FOR UPDATE`) in the order of the arrays.
+    pub const RECORDS_FOR_UPDATE: &str = "SELECT r.* \
+         FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(domain, mobile_id, n) \
+         CROSS JOIN LATERAL (SELECT * FROM records WHERE tenant_id = $1 AND domain = k.domain \
+         AND mobile_id = k.mobile_id FOR UPDATE) AS r ORDER BY k.n";
+    /// The versions `($2 domains, $3 ids, $4 versions)` from history.
+    pub const VERSIONS: &str = "SELECT v.* \
+         FROM unnest($2::text[], $3::text[], $4::int8[]) AS k(domain, mobile_id, version) \
+         CROSS JOIN LATERAL (SELECT * FROM record_versions WHERE tenant_id = $1 \
+         AND domain = k.domain AND mobile_id = k.mobile_id AND version = k.version LIMIT 1) AS v";
+    /// For each key `($2 domains, $3 ids)`, its latest version in history with `seq <= $4`.
+    pub const VERSIONS_AS_OF: &str = "SELECT v.* FROM unnest($2::text[], $3::text[]) AS k(domain, mobile_id) \
+         CROSS JOIN LATERAL (SELECT * FROM record_versions WHERE tenant_id = $1 \
+         AND domain = k.domain AND mobile_id = k.mobile_id AND seq <= $4 \
+         ORDER BY version DESC LIMIT 1) AS v";
+}
+
+/// `keys` sorted and without duplicates, as the arrays of their domains and ids.
+fn key_arrays<'k>(keys: impl IntoIterator<Item = &'k RecordKey>) -> (Vec<&'k str>, Vec<&'k str>) {
+    let mut sorted: Vec<&RecordKey> = keys.into_iter().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted.iter().map(|k| (k.domain.as_str(), k.mobile_id.as_str())).unzip()
+}
+
+type TextArray = diesel::sql_types::Array<diesel::sql_types::Text>;
+
+/// Loads the current rows of `keys` (missing records are absent from the map).
 ///
-/// Each branch matches the whole primary key, and the tenant is repeated in every branch
-/// rather than put outside the `OR`, so both planners probe the key. (A PostgreSQL-only
-/// `(domain, mobile_id) IN (SELECT * FROM unnest(…))` was measured too: with statistics,
-/// PostgreSQL hash-joins it against a scan of the tenant, several times slower.)
+/// PostgreSQL: see [`by_key_sql`]. SQLite: one statement per 500 keys,
+/// `(tenant_id = ? AND domain = ? AND mobile_id IN (…)) OR …` with one branch per domain, the
+/// tenant repeated in every branch rather than put outside the `OR`, so that it probes the key
+/// (its planner statistics are seeded by a migration).
 pub fn get_records(
     conn: &mut DbConnection,
     tenant: &str,
     keys: &[RecordKey],
 ) -> Result<HashMap<RecordKey, RecordRow>> {
+    if let DbConnection::Pg(pg) = conn {
+        let (domains, ids) = key_arrays(keys);
+        let rows: Vec<RecordRow> = diesel::sql_query(by_key_sql::RECORDS)
+            .bind::<diesel::sql_types::Text, _>(tenant)
+            .bind::<TextArray, _>(&domains)
+            .bind::<TextArray, _>(&ids)
+            .load(pg)?;
+        return Ok(rows.into_iter().map(|row| (row.key(), row)).collect());
+    }
     let mut found = HashMap::with_capacity(keys.len());
     for batch in by_domain(keys) {
         let mut query = records::table.into_boxed::<MultiBackend>();
@@ -330,28 +379,14 @@ pub fn get_records(
     Ok(found)
 }
 
-/// [`get_records_for_update`]'s statement on PostgreSQL (`$1` the tenant, `$2` and `$3` the keys'
-/// domains and ids, sorted); public for the test that reads its plan.
-#[doc(hidden)]
-pub const RECORDS_FOR_UPDATE_SQL: &str = "SELECT r.* \
-     FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(domain, mobile_id, n) \
-     CROSS JOIN LATERAL (SELECT * FROM records WHERE tenant_id = $1 AND domain = k.domain \
-     AND mobile_id = k.mobile_id FOR UPDATE) AS r ORDER BY k.n";
-
 /// Like [`get_records`], but on PostgreSQL also locks the rows (`SELECT … FOR UPDATE`) until
 /// the transaction ends, so a concurrent push of the same records waits instead of failing
 /// with [`Error::WriteConflict`]. On SQLite the write transaction already excludes other
 /// writers.
 ///
-/// On PostgreSQL it is one statement whatever the number of keys: a primary-key probe per key
-/// (`unnest` of the keys, each joined `LATERAL` to its row), the keys in sorted order, so every
-/// push locks in the same order and concurrent pushes do not deadlock on each other (one that
-/// PostgreSQL did detect would be retried as a [`Error::WriteConflict`]). The plainer
-/// `domain = ? AND mobile_id = ANY(?)` is left to the planner's estimate of a tenant's rows: with
-/// no statistics yet (a new table; PostgreSQL's autovacuum not run) it expected a few rows for
-/// the `(tenant_id, domain)` prefix and filtered the ids along it, reading the tenant's whole
-/// range: 26 ms per 100-change push at 40,000 records, the bulk of PostgreSQL's CPU in a push
-/// (docs/benchmarks.md, "PostgreSQL's own CPU").
+/// The keys are locked in sorted order, the same for every push, so concurrent pushes do not
+/// deadlock on each other (one that PostgreSQL did detect would be retried as a
+/// [`Error::WriteConflict`]).
 pub fn get_records_for_update(
     conn: &mut DbConnection,
     tenant: &str,
@@ -360,28 +395,41 @@ pub fn get_records_for_update(
     let DbConnection::Pg(pg) = conn else {
         return get_records(conn, tenant, keys);
     };
-    let mut sorted: Vec<&RecordKey> = keys.iter().collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let domains: Vec<&str> = sorted.iter().map(|k| k.domain.as_str()).collect();
-    let ids: Vec<&str> = sorted.iter().map(|k| k.mobile_id.as_str()).collect();
-    let rows: Vec<RecordRow> = diesel::sql_query(RECORDS_FOR_UPDATE_SQL)
+    let (domains, ids) = key_arrays(keys);
+    let rows: Vec<RecordRow> = diesel::sql_query(by_key_sql::RECORDS_FOR_UPDATE)
         .bind::<diesel::sql_types::Text, _>(tenant)
-        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&domains)
-        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&ids)
+        .bind::<TextArray, _>(&domains)
+        .bind::<TextArray, _>(&ids)
         .load(pg)?;
     Ok(rows.into_iter().map(|row| (row.key(), row)).collect())
 }
 
-/// Loads the given versions from history (missing ones are absent from the map): one
-/// statement per 500 wanted versions, one `OR` branch per (domain, version) shared by their
-/// records (`tenant_id = ? AND domain = ? AND version = ? AND mobile_id IN (…)`): few
-/// branches for a typical push, and no row that was not asked for.
+/// Loads the given versions from history (missing ones are absent from the map).
+///
+/// PostgreSQL: see [`by_key_sql`]. SQLite: one statement per 500 wanted versions, one `OR`
+/// branch per (domain, version) shared by their records (`tenant_id = ? AND domain = ? AND
+/// version = ? AND mobile_id IN (…)`): few branches for a typical push, and no row that was not
+/// asked for.
 pub fn get_versions(
     conn: &mut DbConnection,
     tenant: &str,
     wanted: &[(RecordKey, i64)],
 ) -> Result<HashMap<(RecordKey, i64), VersionRow>> {
+    if let DbConnection::Pg(pg) = conn {
+        let mut sorted: Vec<&(RecordKey, i64)> = wanted.iter().collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let domains: Vec<&str> = sorted.iter().map(|(k, _)| k.domain.as_str()).collect();
+        let ids: Vec<&str> = sorted.iter().map(|(k, _)| k.mobile_id.as_str()).collect();
+        let versions: Vec<i64> = sorted.iter().map(|(_, v)| *v).collect();
+        let rows: Vec<VersionRow> = diesel::sql_query(by_key_sql::VERSIONS)
+            .bind::<diesel::sql_types::Text, _>(tenant)
+            .bind::<TextArray, _>(&domains)
+            .bind::<TextArray, _>(&ids)
+            .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(&versions)
+            .load(pg)?;
+        return Ok(rows.into_iter().map(|row| ((row.key(), row.version), row)).collect());
+    }
     let mut groups: BTreeMap<(&str, i64), Vec<&str>> = BTreeMap::new();
     for (key, version) in wanted {
         groups.entry((key.domain.as_str(), *version)).or_default().push(key.mobile_id.as_str());
@@ -417,19 +465,31 @@ pub fn tenant_history(conn: &mut DbConnection, tenant: &str) -> Result<Vec<Versi
 
 /// For each key, the latest retained version whose sequence number is at most `seq`: the
 /// version a device held when its cursor was `seq` (the base of a delta pull). Keys without
-/// such a version are absent. Two statements per 500 keys: the keys' retained version numbers
-/// and sequence numbers, then [`get_versions`] for the chosen ones.
+/// such a version are absent.
 ///
-/// The `seq` bound is applied here rather than in SQL: given `seq <= ?`, both planners may
-/// take the `(tenant_id, seq)` index and read the tenant's whole history up to the cursor
-/// instead of probing the primary key for these records (measured: a 1000-record delta pull
-/// ran at a tenth of the speed of a full one). Retained versions per record are few.
+/// PostgreSQL: one statement, a probe of each key's versions from the newest down
+/// ([`by_key_sql`]). SQLite: two statements per 500 keys, the keys' retained version numbers
+/// and sequence numbers, then [`get_versions`] for the chosen ones; the `seq` bound is applied
+/// here rather than in SQL, since given `seq <= ?` the planner may take the `(tenant_id, seq)`
+/// index and read the tenant's whole history up to the cursor instead of probing the primary
+/// key for these records (measured: a 1000-record delta pull ran at a tenth of the speed of a
+/// full one). Retained versions per record are few.
 pub fn versions_as_of(
     conn: &mut DbConnection,
     tenant: &str,
     keys: &[RecordKey],
     seq: i64,
 ) -> Result<HashMap<RecordKey, VersionRow>> {
+    if let DbConnection::Pg(pg) = conn {
+        let (domains, ids) = key_arrays(keys);
+        let rows: Vec<VersionRow> = diesel::sql_query(by_key_sql::VERSIONS_AS_OF)
+            .bind::<diesel::sql_types::Text, _>(tenant)
+            .bind::<TextArray, _>(&domains)
+            .bind::<TextArray, _>(&ids)
+            .bind::<diesel::sql_types::BigInt, _>(seq)
+            .load(pg)?;
+        return Ok(rows.into_iter().map(|row| (row.key(), row)).collect());
+    }
     let mut latest: HashMap<RecordKey, i64> = HashMap::with_capacity(keys.len());
     for batch in by_domain(keys) {
         let mut query = record_versions::table

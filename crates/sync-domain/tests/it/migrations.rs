@@ -227,15 +227,17 @@ struct PgPlanLine {
     line: String,
 }
 
-/// A tenant's records must be looked up by key through the primary key, whatever the planner
-/// knows of the tenant: a table never analysed (a new server, or autovacuum not yet run), and a
-/// tenant that grew after the last `ANALYZE` (when it was absent; PostgreSQL estimated such a
-/// tenant at one row). The push's locking look-up of 100 keys is read as the store runs it:
+/// A tenant's records and versions must be looked up by key through the primary key, whatever
+/// the planner knows of the tenant: a table never analysed (a new server, or autovacuum not yet
+/// run), and a tenant that grew after the last `ANALYZE` (when it was absent; PostgreSQL
+/// estimated such a tenant at one row). Each look-up of 100 keys is read as the store runs it:
 /// with `mobile_id = ANY(…)` PostgreSQL once probed `(tenant_id, domain)` and filtered the ids,
 /// reading the tenant's whole range on every push. A pull page must walk the tenant's records
 /// in `seq` order and stop at its limit.
 #[test]
 fn postgres_plans_do_not_depend_on_a_tenants_size_at_the_last_analyze() {
+    use diesel::sql_types::{Array, BigInt, Text};
+    use sync_domain::store::by_key_sql;
     if !sync_domain::testing::backend_selected(Backend::Postgres) {
         return;
     }
@@ -245,33 +247,61 @@ fn postgres_plans_do_not_depend_on_a_tenants_size_at_the_last_analyze() {
             "INSERT INTO records (tenant_id, domain, mobile_id, version, data, deleted, modified_at, \
              server_modified_at, modified_by_device, bu, priority, seq) \
              SELECT '{tenant}', 'task', 'k' || i, 1, '{{}}', false, 0, 0, 'd', NULL, 'medium', i \
-             FROM generate_series(1, {n}) AS i"
+             FROM generate_series(1, {n}) AS i; \
+             INSERT INTO record_versions (tenant_id, domain, mobile_id, version, data, deleted, \
+             modified_at, server_modified_at, modified_by_device, seq, created_at, bu) \
+             SELECT tenant_id, domain, mobile_id, version, data, deleted, modified_at, \
+             server_modified_at, modified_by_device, seq, 0, bu FROM records WHERE tenant_id = '{tenant}'"
         )
     };
-    let text = |lines: Vec<PgPlanLine>| lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n");
-    // 100 keys of a tenant, as a push of 100 changes looks them up.
-    let lock_plan = |c: &mut diesel::PgConnection, tenant: &str| -> sync_domain::Result<String> {
+    // 100 keys of a tenant, as a push of 100 changes or a pull page of 100 records looks them up.
+    let by_key_plans = |c: &mut diesel::PgConnection,
+                        tenant: &str|
+     -> diesel::QueryResult<Vec<(String, String)>> {
         let ids: Vec<String> = (1..=100).map(|i| format!("k{}", i * 7)).collect();
         let domains = vec!["task"; ids.len()];
-        let lines = diesel::sql_query(format!("EXPLAIN {}", sync_domain::store::RECORDS_FOR_UPDATE_SQL))
-            .bind::<diesel::sql_types::Text, _>(tenant)
-            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&domains)
-            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&ids)
+        let versions = vec![1_i64; ids.len()];
+        let explain = |sql: &str| diesel::sql_query(format!("EXPLAIN {sql}"));
+        let text = |lines: Vec<PgPlanLine>| lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n");
+        let keyed =
+            |sql: &'static str, c: &mut diesel::PgConnection| -> diesel::QueryResult<(String, String)> {
+                let lines = explain(sql)
+                    .bind::<Text, _>(tenant)
+                    .bind::<Array<Text>, _>(&domains)
+                    .bind::<Array<Text>, _>(&ids)
+                    .load::<PgPlanLine>(c)?;
+                Ok((sql.to_owned(), text(lines)))
+            };
+        let mut plans = vec![keyed(by_key_sql::RECORDS, c)?, keyed(by_key_sql::RECORDS_FOR_UPDATE, c)?];
+        let lines = explain(by_key_sql::VERSIONS)
+            .bind::<Text, _>(tenant)
+            .bind::<Array<Text>, _>(&domains)
+            .bind::<Array<Text>, _>(&ids)
+            .bind::<Array<BigInt>, _>(&versions)
             .load::<PgPlanLine>(c)?;
-        Ok(text(lines))
+        plans.push((by_key_sql::VERSIONS.to_owned(), text(lines)));
+        let lines = explain(by_key_sql::VERSIONS_AS_OF)
+            .bind::<Text, _>(tenant)
+            .bind::<Array<Text>, _>(&domains)
+            .bind::<Array<Text>, _>(&ids)
+            .bind::<BigInt, _>(15_000_i64)
+            .load::<PgPlanLine>(c)?;
+        plans.push((by_key_sql::VERSIONS_AS_OF.to_owned(), text(lines)));
+        Ok(plans)
     };
-    let (big, analyze, grown) = (rows("big", 20_000), "ANALYZE records".to_owned(), rows("new", 20_000));
+    let (big, analyze, grown) =
+        (rows("big", 20_000), "ANALYZE records; ANALYZE record_versions".to_owned(), rows("new", 20_000));
     let plans = test
         .database()
         .run_sync(move |conn| {
+            use diesel::connection::SimpleConnection;
             let DbConnection::Pg(c) = conn else { unreachable!("a PostgreSQL test database") };
-            diesel::sql_query(big).execute(c)?;
-            let never_analysed = lock_plan(c, "big")?;
-            for sql in [analyze, grown] {
-                diesel::sql_query(sql).execute(c)?;
-            }
-            let grown_since = lock_plan(c, "new")?;
-            Ok((never_analysed, grown_since))
+            c.batch_execute(&big)?;
+            let mut plans = by_key_plans(c, "big")?;
+            c.batch_execute(&analyze)?;
+            c.batch_execute(&grown)?;
+            plans.extend(by_key_plans(c, "new")?);
+            Ok(plans)
         })
         .unwrap();
     // A pull page, as the store reads it (in its transaction).
@@ -282,14 +312,16 @@ fn postgres_plans_do_not_depend_on_a_tenants_size_at_the_last_analyze() {
                 .map(|l| l.join("\n"))
         })
         .unwrap();
-    for plan in [&plans.0, &plans.1] {
-        let probes_the_key = plan.contains("records_pkey")
+    assert_eq!(plans.len(), 8);
+    for (sql, plan) in &plans {
+        let probes_the_key = plan.contains("_pkey")
             && plan.lines().any(|l| l.contains("Index Cond") && l.contains("mobile_id"));
-        assert!(probes_the_key, "look-up by key:\n{plan}");
+        assert!(probes_the_key, "look-up by key {sql}:\n{plan}");
         assert!(
             !plan.lines().any(|l| l.contains("Filter") && l.contains("mobile_id")),
-            "look-up by key:\n{plan}"
+            "look-up by key {sql}:\n{plan}"
         );
+        assert!(!plan.contains("Hash Join") && !plan.contains("Seq Scan on record"), "{sql}:\n{plan}");
     }
     // The page walks `(tenant_id, seq)` in order and stops at the limit; it does not read the
     // rest of the tenant to sort it.
