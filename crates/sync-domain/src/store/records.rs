@@ -306,10 +306,10 @@ fn by_domain(keys: &[RecordKey]) -> Vec<Vec<(&str, Vec<&str>)>> {
 /// tenant's rows, and with no statistics yet (a new table, autovacuum not yet run) PostgreSQL
 /// expected a few rows for the `(tenant_id, domain)` prefix, walked it and filtered the ids:
 /// every row of the tenant, 26 ms for a push's 100 keys at 40,000 records (docs/benchmarks.md,
-/// "PostgreSQL: look-ups by key"). Each subquery has a `LIMIT` (or `FOR UPDATE`) so that the
-/// planner keeps it a probe per key: flattened into a plain join with `unnest`, PostgreSQL
-/// hash-joins the keys against a scan of the tenant. The statements are public for the test
-/// that reads their plans: `$1` is the tenant, then the keys' arrays.
+/// "PostgreSQL: look-ups by key and ordered pages"). Each subquery has a `LIMIT` (or `FOR
+/// UPDATE`) so that the planner keeps it a probe per key: flattened into a plain join with
+/// `unnest`, PostgreSQL hash-joins the keys against a scan of the tenant. The statements are
+/// public for the test that reads their plans: `$1` is the tenant, then the keys' arrays.
 pub mod by_key_sql {
     /// The current rows of keys `($2 domains, $3 ids)`.
     pub const RECORDS: &str = "SELECT r.* FROM unnest($2::text[], $3::text[]) AS k(domain, mobile_id) \
@@ -332,15 +332,31 @@ pub mod by_key_sql {
          ORDER BY version DESC LIMIT 1) AS v";
 }
 
-/// `keys` sorted and without duplicates, as the arrays of their domains and ids.
-fn key_arrays<'k>(keys: impl IntoIterator<Item = &'k RecordKey>) -> (Vec<&'k str>, Vec<&'k str>) {
-    let mut sorted: Vec<&RecordKey> = keys.into_iter().collect();
+/// `keys` sorted and without duplicates.
+fn sorted_keys(keys: &[RecordKey]) -> Vec<&RecordKey> {
+    let mut sorted: Vec<&RecordKey> = keys.iter().collect();
     sorted.sort_unstable();
     sorted.dedup();
-    sorted.iter().map(|k| (k.domain.as_str(), k.mobile_id.as_str())).unzip()
+    sorted
 }
 
 type TextArray = diesel::sql_types::Array<diesel::sql_types::Text>;
+
+/// `sql`, one of [`by_key_sql`], with its first three parameters bound: the tenant and the
+/// arrays of `keys`' domains and ids, in the order given.
+fn by_key<'a>(
+    sql: &'a str,
+    tenant: &'a str,
+    keys: &[&'a RecordKey],
+) -> diesel::query_builder::BoxedSqlQuery<'a, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    let (domains, ids): (Vec<&str>, Vec<&str>) =
+        keys.iter().map(|k| (k.domain.as_str(), k.mobile_id.as_str())).unzip();
+    diesel::sql_query(sql)
+        .into_boxed()
+        .bind::<diesel::sql_types::Text, _>(tenant)
+        .bind::<TextArray, _>(domains)
+        .bind::<TextArray, _>(ids)
+}
 
 /// Loads the current rows of `keys` (missing records are absent from the map).
 ///
@@ -354,12 +370,7 @@ pub fn get_records(
     keys: &[RecordKey],
 ) -> Result<HashMap<RecordKey, RecordRow>> {
     if let DbConnection::Pg(pg) = conn {
-        let (domains, ids) = key_arrays(keys);
-        let rows: Vec<RecordRow> = diesel::sql_query(by_key_sql::RECORDS)
-            .bind::<diesel::sql_types::Text, _>(tenant)
-            .bind::<TextArray, _>(&domains)
-            .bind::<TextArray, _>(&ids)
-            .load(pg)?;
+        let rows: Vec<RecordRow> = by_key(by_key_sql::RECORDS, tenant, &sorted_keys(keys)).load(pg)?;
         return Ok(rows.into_iter().map(|row| (row.key(), row)).collect());
     }
     let mut found = HashMap::with_capacity(keys.len());
@@ -395,12 +406,7 @@ pub fn get_records_for_update(
     let DbConnection::Pg(pg) = conn else {
         return get_records(conn, tenant, keys);
     };
-    let (domains, ids) = key_arrays(keys);
-    let rows: Vec<RecordRow> = diesel::sql_query(by_key_sql::RECORDS_FOR_UPDATE)
-        .bind::<diesel::sql_types::Text, _>(tenant)
-        .bind::<TextArray, _>(&domains)
-        .bind::<TextArray, _>(&ids)
-        .load(pg)?;
+    let rows: Vec<RecordRow> = by_key(by_key_sql::RECORDS_FOR_UPDATE, tenant, &sorted_keys(keys)).load(pg)?;
     Ok(rows.into_iter().map(|row| (row.key(), row)).collect())
 }
 
@@ -419,14 +425,10 @@ pub fn get_versions(
         let mut sorted: Vec<&(RecordKey, i64)> = wanted.iter().collect();
         sorted.sort_unstable();
         sorted.dedup();
-        let domains: Vec<&str> = sorted.iter().map(|(k, _)| k.domain.as_str()).collect();
-        let ids: Vec<&str> = sorted.iter().map(|(k, _)| k.mobile_id.as_str()).collect();
-        let versions: Vec<i64> = sorted.iter().map(|(_, v)| *v).collect();
-        let rows: Vec<VersionRow> = diesel::sql_query(by_key_sql::VERSIONS)
-            .bind::<diesel::sql_types::Text, _>(tenant)
-            .bind::<TextArray, _>(&domains)
-            .bind::<TextArray, _>(&ids)
-            .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(&versions)
+        let keys: Vec<&RecordKey> = sorted.iter().map(|(key, _)| key).collect();
+        let versions: Vec<i64> = sorted.iter().map(|(_, version)| *version).collect();
+        let rows: Vec<VersionRow> = by_key(by_key_sql::VERSIONS, tenant, &keys)
+            .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(versions)
             .load(pg)?;
         return Ok(rows.into_iter().map(|row| ((row.key(), row.version), row)).collect());
     }
@@ -481,11 +483,7 @@ pub fn versions_as_of(
     seq: i64,
 ) -> Result<HashMap<RecordKey, VersionRow>> {
     if let DbConnection::Pg(pg) = conn {
-        let (domains, ids) = key_arrays(keys);
-        let rows: Vec<VersionRow> = diesel::sql_query(by_key_sql::VERSIONS_AS_OF)
-            .bind::<diesel::sql_types::Text, _>(tenant)
-            .bind::<TextArray, _>(&domains)
-            .bind::<TextArray, _>(&ids)
+        let rows: Vec<VersionRow> = by_key(by_key_sql::VERSIONS_AS_OF, tenant, &sorted_keys(keys))
             .bind::<diesel::sql_types::BigInt, _>(seq)
             .load(pg)?;
         return Ok(rows.into_iter().map(|row| (row.key(), row)).collect());
