@@ -136,7 +136,7 @@ pub async fn run_backend(
     let target = server.target();
     // One connection pool for every simulated device, each with its own token.
     let http = SyncClient::new(&target.base_url, "")?;
-    let tenant = format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let tenant = new_tenant();
     let device = |user: &str| -> Result<SyncClient> {
         Ok(http.with_token(target.issuer.device(&tenant, user, None)?))
     };
@@ -182,6 +182,11 @@ pub async fn run_backend(
         write_to_pull_loaded: loaded?,
         live,
     })
+}
+
+/// A fresh tenant name for one benchmark run.
+pub fn new_tenant() -> String {
+    format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8])
 }
 
 /// The push-throughput cases of `tenant` (one per entry of `options.push_devices`) and the raw

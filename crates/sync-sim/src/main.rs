@@ -327,7 +327,7 @@ async fn bench(args: BenchArgs) -> Result<bool> {
     if let Some(cases) = args.only {
         for backend in args.database.backends() {
             let server = ServerProcess::start(&binary, backend).await?;
-            let tenant = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            let tenant = bench::new_tenant();
             let name = backend.to_string();
             let mut out = String::new();
             match cases {
