@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 use sync_domain::Backend;
 use sync_domain::engine::AnomalyBaselines;
 use sync_domain::store::{
-    self, AlertRow, ConflictRow, ConflictStatus, Policy, Resolution, RiskScoreRow, SyncEventKind,
+    self, AlertRow, ConflictRow, ConflictStatus, Policy, RecordRow, Resolution, RiskScoreRow, SyncEventKind,
     SyncEventRow, VersionRow, Winner,
 };
+use sync_model::Priority;
 use time::{Duration, OffsetDateTime};
 
 use crate::common::*;
@@ -217,8 +218,11 @@ fn task_id(n: u32) -> String {
 
 /// Nine days of history: 12 hot tasks edited by three devices every 2 hours with a conflict
 /// every 6 hours, 48 cold ones edited once a day by one device, a few of which conflicted once.
+/// Stored as the server stores it: each task's last version is its record, the earlier ones are
+/// history.
 fn plant_history(app: &TestApp, now: i64) {
     let mut versions = Vec::new();
+    let mut records = Vec::new();
     let mut conflicts = Vec::new();
     let mut seq = 0;
     for n in 0..60u32 {
@@ -271,11 +275,28 @@ fn plant_history(app: &TestApp, now: i64) {
             }
             at += step;
         }
+        if let Some(last) = versions.pop() {
+            records.push(RecordRow {
+                tenant_id: last.tenant_id,
+                domain: last.domain,
+                mobile_id: last.mobile_id,
+                version: last.version,
+                data: last.data,
+                deleted: last.deleted,
+                modified_at: last.modified_at,
+                server_modified_at: last.server_modified_at,
+                modified_by_device: last.modified_by_device,
+                bu: last.bu,
+                priority: Priority::Medium,
+                seq: last.seq,
+            });
+        }
     }
     app.db
         .database()
         .write_tx_sync(move |conn| {
             store::insert_versions(conn, &versions)?;
+            store::upsert_records(conn, &records)?;
             store::insert_conflicts(conn, &conflicts)
         })
         .unwrap();

@@ -1,5 +1,7 @@
 //! Tenant policies and manual conflicts (PROTOCOL.md section 4).
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 use sync_conflict::{Policy, PolicySource, RecordState, TenantPolicy, Winner};
 use time::OffsetDateTime;
@@ -220,10 +222,11 @@ impl SyncEngine {
                 let write = NewVersion {
                     version,
                     state: RecordState { modified_at, ..chosen },
-                    bu: row.bu,
+                    bu: row.bu.clone(),
                     priority: row.priority,
                 };
-                let (fact, mut rows) = write_versions(conn, tenant, &[(key, write)], now_us)?
+                let stored = HashMap::from([(key.clone(), row)]);
+                let (fact, mut rows) = write_versions(conn, tenant, &[(key, write)], &stored, now_us)?
                     .ok_or_else(|| Error::Internal("resolving wrote no version".into()))?;
                 let new = rows.pop().ok_or_else(|| Error::Internal("resolving wrote no row".into()))?;
                 engine.notify_in_tx(conn, &fact)?;

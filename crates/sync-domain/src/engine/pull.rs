@@ -279,8 +279,7 @@ impl SyncEngine {
                     0
                 };
                 let held = if delta && cursor.seq() > 0 {
-                    let keys: Vec<RecordKey> = rows.iter().map(RecordRow::key).collect();
-                    store::versions_as_of(conn, &tenant, &keys, cursor.seq())?
+                    store::versions_as_of(conn, &tenant, &rows, cursor.seq())?
                 } else {
                     Default::default()
                 };

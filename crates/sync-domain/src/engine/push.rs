@@ -264,10 +264,11 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<(PushReply,
         return Err(Error::IdempotencyKeyReused);
     }
     let skew = clock_skew(ctx)?;
-    let loaded = load(conn, ctx)?;
+    let mut loaded = load(conn, ctx)?;
+    let stored = std::mem::take(&mut loaded.stored);
     let plan = plan(ctx, loaded, skew);
     let now_us = micros::from_datetime(ctx.server_now);
-    let written = write_versions(conn, tenant, &plan.writes, now_us)?.map(|(fact, _)| fact);
+    let written = write_versions(conn, tenant, &plan.writes, &stored, now_us)?.map(|(fact, _)| fact);
     if let Some(fault) = &ctx.engine.fault {
         fault(ctx.request)?;
     }
@@ -276,7 +277,9 @@ fn push_tx(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<(PushReply,
 
 /// What a push's changes touch, read in its transaction.
 struct Loaded {
-    /// The records as they stand (locked on PostgreSQL).
+    /// The records' rows as they stand (locked on PostgreSQL): what a write supersedes.
+    stored: HashMap<RecordKey, RecordRow>,
+    /// The same records, decoded.
     current: HashMap<RecordKey, Current>,
     /// The base versions the changes name, where the record has moved on since.
     history: HashMap<(RecordKey, i64), RecordState>,
@@ -345,17 +348,20 @@ fn load(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<Loaded> {
         })
         .collect();
     let mut current = HashMap::with_capacity(rows.len());
-    for (key, row) in rows {
-        let state = record_state(&row)?;
-        current.insert(key, Current { version: row.version, state, bu: row.bu, priority: row.priority });
+    for (key, row) in &rows {
+        let state = record_state(row)?;
+        current.insert(
+            key.clone(),
+            Current { version: row.version, state, bu: row.bu.clone(), priority: row.priority },
+        );
     }
-    Ok(Loaded { current, history, overrides })
+    Ok(Loaded { stored: rows, current, history, overrides })
 }
 
 /// Phase 2 (no IO): each change decided in request order, each seeing what the earlier
 /// changes of the push wrote.
 fn plan(ctx: &PushContext<'_>, loaded: Loaded, skew: Duration) -> Plan {
-    let Loaded { mut current, mut history, overrides } = loaded;
+    let Loaded { mut current, mut history, overrides, .. } = loaded;
     let request = ctx.request;
     let mut plan = Plan {
         results: Vec::with_capacity(request.changes.len()),
@@ -415,13 +421,16 @@ fn plan(ctx: &PushContext<'_>, loaded: Loaded, skew: Duration) -> Plan {
 
 /// Phase 3, shared with conflict resolution: writes new versions of a tenant's records. The
 /// sequence numbers are taken here, last, so that the tenant's counter row stays locked only
-/// for the writes; each record's latest version becomes its row, every version goes to the
-/// history. Returns the commit's fact and the records' rows as written (by sequence), or
-/// `None` when there is nothing to write.
+/// for the writes; each record's latest version becomes its row, and every version it
+/// supersedes goes to the history: its `stored` row (as read in this transaction), and any
+/// version of `writes` that a later one of the same record replaces. Returns the commit's
+/// fact and the records' rows as written (by sequence), or `None` when there is nothing to
+/// write.
 pub(crate) fn write_versions(
     conn: &mut DbConnection,
     tenant: &str,
     writes: &[(RecordKey, NewVersion)],
+    stored: &HashMap<RecordKey, RecordRow>,
     now_us: i64,
 ) -> Result<Option<(Committed, Vec<RecordRow>)>> {
     if writes.is_empty() {
@@ -429,7 +438,7 @@ pub(crate) fn write_versions(
     }
     let count = i64::try_from(writes.len()).map_err(|e| Error::Internal(e.to_string()))?;
     let first = store::allocate_seqs(conn, tenant, count)?;
-    let mut versions = Vec::with_capacity(writes.len());
+    let mut superseded = Vec::new();
     let mut latest: HashMap<&RecordKey, RecordRow> = HashMap::with_capacity(writes.len());
     for (offset, (key, write)) in (0..).zip(writes) {
         let row = RecordRow {
@@ -446,8 +455,11 @@ pub(crate) fn write_versions(
             priority: write.priority,
             seq: first + offset,
         };
-        versions.push(row.to_version(now_us));
-        latest.insert(key, row);
+        let replaced = match latest.insert(key, row) {
+            Some(earlier) => Some(earlier.to_version()),
+            None => stored.get(key).map(|old| old.to_version()),
+        };
+        superseded.extend(replaced);
     }
     let mut fact = Committed::new(CommitKind::Changes, tenant, first + count - 1);
     for row in latest.values() {
@@ -457,7 +469,7 @@ pub(crate) fn write_versions(
     let mut latest: Vec<RecordRow> = latest.into_values().collect();
     latest.sort_unstable_by_key(|r| r.seq);
     store::upsert_records(conn, &latest)?;
-    store::insert_versions(conn, &versions)?;
+    store::insert_versions(conn, &superseded)?;
     Ok(Some((fact, latest)))
 }
 

@@ -520,10 +520,11 @@ pub struct EditLite {
     pub at: i64,
 }
 
-/// A tenant's record versions stored at or after `since` (µs). (Versions below the oldest
-/// active cursor may have been purged; the model learns from what is left.)
+/// A tenant's record versions stored at or after `since` (µs): the superseded ones in history
+/// and the current ones in `records`. (Versions below the oldest active cursor may have been
+/// purged; the model learns from what is left.)
 pub fn edits_since(conn: &mut DbConnection, tenant: &str, since: i64) -> Result<Vec<EditLite>> {
-    let rows: Vec<(String, String, String, i64)> = record_versions::table
+    let mut rows: Vec<(String, String, String, i64)> = record_versions::table
         .filter(record_versions::tenant_id.eq(tenant))
         .filter(record_versions::server_modified_at.ge(since))
         .select((
@@ -533,6 +534,18 @@ pub fn edits_since(conn: &mut DbConnection, tenant: &str, since: i64) -> Result<
             record_versions::server_modified_at,
         ))
         .load(conn)?;
+    rows.extend(
+        records::table
+            .filter(records::tenant_id.eq(tenant))
+            .filter(records::server_modified_at.ge(since))
+            .select((
+                records::domain,
+                records::mobile_id,
+                records::modified_by_device,
+                records::server_modified_at,
+            ))
+            .load::<(String, String, String, i64)>(conn)?,
+    );
     Ok(rows
         .into_iter()
         .map(|(domain, mobile_id, device, at)| EditLite { key: RecordKey { domain, mobile_id }, device, at })

@@ -1,8 +1,7 @@
 //! Records, their history, the change sequence, pulls and purge.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use diesel::dsl::{exists, not};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use sync_model::Priority;
@@ -94,8 +93,9 @@ impl RecordRow {
         Ok(serde_json::from_str(&self.data)?)
     }
 
-    /// The history row for this state, written at `created_at`.
-    pub fn to_version(&self, created_at: i64) -> VersionRow {
+    /// This state as a version: what goes to history once it is superseded (until then the
+    /// record's row is its current version). The version was written at `server_modified_at`.
+    pub fn to_version(&self) -> VersionRow {
         VersionRow {
             tenant_id: self.tenant_id.clone(),
             domain: self.domain.clone(),
@@ -107,7 +107,7 @@ impl RecordRow {
             server_modified_at: self.server_modified_at,
             modified_by_device: self.modified_by_device.clone(),
             seq: self.seq,
-            created_at,
+            created_at: self.server_modified_at,
             bu: self.bu.clone(),
         }
     }
@@ -151,7 +151,10 @@ impl<'a> From<&'a RecordRow> for NewRecord<'a> {
     }
 }
 
-/// One past (or the current) version of a record (table `record_versions`).
+/// One version of a record. Table `record_versions` holds the superseded ones; a record's
+/// current version is its row in `records` ([`RecordRow::to_version`]), never in both: a new
+/// record is written once, and each change moves the version it replaces into history. The
+/// readers of versions ([`get_versions`], [`versions_as_of`], [`tenant_history`]) see both.
 #[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = record_versions)]
 #[diesel(treat_none_as_default_value = false)]
@@ -410,13 +413,36 @@ pub fn get_records_for_update(
     Ok(rows.into_iter().map(|row| (row.key(), row)).collect())
 }
 
-/// Loads the given versions from history (missing ones are absent from the map).
+/// Loads the given versions, superseded ones from history and current ones from `records`
+/// (missing ones are absent from the map). A push asks only for versions its records have
+/// moved on from, so `records` is read only for what history lacks.
 ///
 /// PostgreSQL: see [`by_key_sql`]. SQLite: one statement per 500 wanted versions, one `OR`
 /// branch per (domain, version) shared by their records (`tenant_id = ? AND domain = ? AND
 /// version = ? AND mobile_id IN (…)`): few branches for a typical push, and no row that was not
 /// asked for.
 pub fn get_versions(
+    conn: &mut DbConnection,
+    tenant: &str,
+    wanted: &[(RecordKey, i64)],
+) -> Result<HashMap<(RecordKey, i64), VersionRow>> {
+    let mut found = superseded_versions(conn, tenant, wanted)?;
+    let missing: Vec<RecordKey> =
+        wanted.iter().filter(|w| !found.contains_key(*w)).map(|(key, _)| key.clone()).collect();
+    if !missing.is_empty() {
+        let wanted: HashSet<&(RecordKey, i64)> = wanted.iter().collect();
+        for (key, row) in get_records(conn, tenant, &missing)? {
+            let id = (key, row.version);
+            if wanted.contains(&id) {
+                found.insert(id, row.to_version());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// [`get_versions`] from history alone.
+fn superseded_versions(
     conn: &mut DbConnection,
     tenant: &str,
     wanted: &[(RecordKey, i64)],
@@ -454,22 +480,30 @@ pub fn get_versions(
     Ok(found)
 }
 
-/// Every retained version of a tenant's records, ordered by record and version: for audits,
+/// Every retained version of a tenant's records (history and the current rows), ordered by
+/// record and version: for audits,
 /// and for the simulator's invariants (every acknowledged change is in the history, and no
 /// version was made twice).
 pub fn tenant_history(conn: &mut DbConnection, tenant: &str) -> Result<Vec<VersionRow>> {
-    Ok(record_versions::table
+    let mut versions: Vec<VersionRow> = record_versions::table
         .filter(record_versions::tenant_id.eq(tenant))
-        .order((record_versions::domain, record_versions::mobile_id, record_versions::version))
         .select(VersionRow::as_select())
-        .load(conn)?)
+        .load(conn)?;
+    let current: Vec<RecordRow> =
+        records::table.filter(records::tenant_id.eq(tenant)).select(RecordRow::as_select()).load(conn)?;
+    versions.extend(current.iter().map(|row| row.to_version()));
+    versions.sort_unstable_by(|a, b| {
+        (&a.domain, &a.mobile_id, a.version).cmp(&(&b.domain, &b.mobile_id, b.version))
+    });
+    Ok(versions)
 }
 
-/// For each key, the latest retained version whose sequence number is at most `seq`: the
-/// version a device held when its cursor was `seq` (the base of a delta pull). Keys without
-/// such a version are absent.
+/// For each of `current`, a record's current row, the latest retained version whose sequence
+/// number is at most `seq`: the version a device held when its cursor was `seq` (the base of a
+/// delta pull). That is the row itself when its `seq` is at most `seq`, else a superseded
+/// version from history. Records without such a version are absent.
 ///
-/// PostgreSQL: one statement, a probe of each key's versions from the newest down
+/// History: PostgreSQL: one statement, a probe of each key's versions from the newest down
 /// ([`by_key_sql`]). SQLite: two statements per 500 keys, the keys' retained version numbers
 /// and sequence numbers, then [`get_versions`] for the chosen ones; the `seq` bound is applied
 /// here rather than in SQL, since given `seq <= ?` the planner may take the `(tenant_id, seq)`
@@ -477,6 +511,28 @@ pub fn tenant_history(conn: &mut DbConnection, tenant: &str) -> Result<Vec<Versi
 /// key for these records (measured: a 1000-record delta pull ran at a tenth of the speed of a
 /// full one). Retained versions per record are few.
 pub fn versions_as_of(
+    conn: &mut DbConnection,
+    tenant: &str,
+    current: &[RecordRow],
+    seq: i64,
+) -> Result<HashMap<RecordKey, VersionRow>> {
+    let mut held = HashMap::with_capacity(current.len());
+    let mut moved_on = Vec::with_capacity(current.len());
+    for row in current {
+        if row.seq <= seq {
+            held.insert(row.key(), row.to_version());
+        } else {
+            moved_on.push(row.key());
+        }
+    }
+    if !moved_on.is_empty() {
+        held.extend(superseded_as_of(conn, tenant, &moved_on, seq)?);
+    }
+    Ok(held)
+}
+
+/// [`versions_as_of`] from history alone, for records that have moved on since `seq`.
+fn superseded_as_of(
     conn: &mut DbConnection,
     tenant: &str,
     keys: &[RecordKey],
@@ -514,7 +570,7 @@ pub fn versions_as_of(
         }
     }
     let wanted: Vec<(RecordKey, i64)> = latest.into_iter().collect();
-    Ok(get_versions(conn, tenant, &wanted)?.into_iter().map(|((key, _), row)| (key, row)).collect())
+    Ok(superseded_versions(conn, tenant, &wanted)?.into_iter().map(|((key, _), row)| (key, row)).collect())
 }
 
 /// `SET` list of the records upsert: every column but the key, from the proposed row.
@@ -598,8 +654,8 @@ pub fn upsert_records(conn: &mut DbConnection, rows: &[RecordRow]) -> Result<()>
     Ok(())
 }
 
-/// Appends history rows: one multi-row `INSERT` per chunk. A version that already exists
-/// (a concurrent writer stored it first) fails with [`Error::WriteConflict`].
+/// Appends superseded versions to history: one multi-row `INSERT` per chunk. A version that
+/// already exists (a concurrent writer stored it first) fails with [`Error::WriteConflict`].
 pub fn insert_versions(conn: &mut DbConnection, rows: &[VersionRow]) -> Result<()> {
     for chunk in rows.chunks(rows_per_insert(12)) {
         // Multi-row INSERT is not available through `MultiBackend` either.
@@ -610,8 +666,9 @@ pub fn insert_versions(conn: &mut DbConnection, rows: &[VersionRow]) -> Result<(
     Ok(())
 }
 
-/// The benchmark's baseline: the same multi-row upserts of `records` and `versions` as a push
-/// does, in one write transaction, and nothing else.
+/// The benchmark's baseline: the same multi-row upserts of `records` and `versions` (the
+/// versions they supersede; none for new records) as a push does, in one write transaction, and
+/// nothing else.
 pub fn raw_upsert_baseline(
     conn: &mut DbConnection,
     records: &[RecordRow],
@@ -748,7 +805,7 @@ pub struct PurgeStats {
 }
 
 /// Purges `tenant`'s history below `below_seq`: tombstoned records whose last change is below
-/// it, and every version below it except each remaining record's current version. Records
+/// it, and every superseded version below it (current versions live in `records`). Records
 /// the new purge mark (never lowered), so a cursor below it can be told to resync.
 ///
 /// Choose `below_seq` no higher than the oldest cursor of any active device
@@ -761,18 +818,10 @@ pub fn purge(conn: &mut DbConnection, tenant: &str, below_seq: i64, now: i64) ->
             .filter(records::seq.lt(below_seq)),
     )
     .execute(conn)?;
-    // Correlated on the same tenant: no cross-tenant join, so it stays a single-shard query.
     let versions = diesel::delete(
         record_versions::table
             .filter(record_versions::tenant_id.eq(tenant))
-            .filter(record_versions::seq.lt(below_seq))
-            .filter(not(exists(
-                records::table
-                    .filter(records::tenant_id.eq(record_versions::tenant_id))
-                    .filter(records::domain.eq(record_versions::domain))
-                    .filter(records::mobile_id.eq(record_versions::mobile_id))
-                    .filter(records::version.eq(record_versions::version)),
-            ))),
+            .filter(record_versions::seq.lt(below_seq)),
     )
     .execute(conn)?;
     // The mark only rises.

@@ -23,5 +23,5 @@ pub fn record(tenant: &str, domain: &str, id: &str, version: i64, seq: i64) -> R
 
 /// The history row of `record`.
 pub fn version_of(record: &RecordRow) -> VersionRow {
-    record.to_version(3_000 + record.seq)
+    record.to_version()
 }

@@ -91,14 +91,14 @@ async fn round_trip(db: Database) {
     assert!(ready.migrations_current, "{ready:?}");
 
     let reverted = db.revert_all_migrations().unwrap();
-    assert_eq!(reverted.len(), 8);
+    assert_eq!(reverted.len(), 9);
     assert!(tables(&db).is_empty(), "left after down: {:?}", tables(&db));
     let ready = db.ping().await.unwrap();
     assert!(!ready.migrations_current);
-    assert_eq!(ready.pending.len(), 8);
+    assert_eq!(ready.pending.len(), 9);
 
     let applied = db.migrate().unwrap();
-    assert_eq!(applied.len(), 8);
+    assert_eq!(applied.len(), 9);
     assert_eq!(tables(&db), expected);
     schema_matches(&db);
     assert!(db.ping().await.unwrap().migrations_current);
@@ -106,7 +106,71 @@ async fn round_trip(db: Database) {
     assert!(db.migrate().unwrap().is_empty());
 }
 
-sync_domain::backend_tests!(round_trip);
+/// Migration `superseded_history` moves history to superseded versions only: a record's current
+/// version leaves `record_versions` (it is the record's row), and going down puts it back.
+async fn superseded_history_keeps_only_replaced_versions(db: Database) {
+    use diesel_migrations::MigrationHarness;
+    use sync_domain::db::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+    use sync_domain::store::{self, RecordKey};
+    let revert_last = |db: &Database| {
+        db.run_sync(|conn| {
+            let reverted = match conn {
+                DbConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+                DbConnection::Pg(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+            }
+            .map_err(sync_domain::Error::Migration)?;
+            Ok(reverted.to_string())
+        })
+        .unwrap()
+    };
+    let history = |db: &Database| -> Vec<(String, i64)> {
+        db.run_sync(|c| {
+            Ok(schema::record_versions::table
+                .select((schema::record_versions::mobile_id, schema::record_versions::version))
+                .order((schema::record_versions::mobile_id, schema::record_versions::version))
+                .load(c)?)
+        })
+        .unwrap()
+    };
+    assert_eq!(revert_last(&db).replace('-', ""), "20261205000001");
+    // As the earlier schema wrote them: every version in history, the current one too.
+    let row = |id: &str, version: i64, seq: i64| RecordRow {
+        tenant_id: "t".into(),
+        domain: "task".into(),
+        mobile_id: id.into(),
+        version,
+        data: format!(r#"{{"title":"{id} v{version}"}}"#),
+        deleted: false,
+        modified_at: seq,
+        server_modified_at: seq,
+        modified_by_device: "d".into(),
+        bu: None,
+        priority: sync_model::Priority::Medium,
+        seq,
+    };
+    let (a1, a2, b1) = (row("a", 1, 1), row("a", 2, 3), row("b", 1, 2));
+    let versions = [&a1, &a2, &b1].map(RecordRow::to_version);
+    let current = [a2.clone(), b1.clone()];
+    db.write_tx_sync(|c| {
+        store::insert_versions(c, &versions)?;
+        store::upsert_records(c, &current)
+    })
+    .unwrap();
+
+    assert_eq!(db.migrate().unwrap().len(), 1);
+    assert_eq!(history(&db), [("a".to_owned(), 1)]);
+    // Every version is still readable, the current ones from `records`.
+    let all = db.run_sync(|c| store::tenant_history(c, "t")).unwrap();
+    assert_eq!(all, [&a1, &a2, &b1].map(RecordRow::to_version));
+    let wanted = [(RecordKey::new("task", "a"), 2), (RecordKey::new("task", "a"), 1)];
+    assert_eq!(db.run_sync(|c| store::get_versions(c, "t", &wanted)).unwrap().len(), 2);
+
+    assert_eq!(revert_last(&db).replace('-', ""), "20261205000001");
+    assert_eq!(history(&db), [("a".to_owned(), 1), ("a".to_owned(), 2), ("b".to_owned(), 1)]);
+    assert_eq!(db.migrate().unwrap().len(), 1);
+}
+
+sync_domain::backend_tests!(round_trip, superseded_history_keeps_only_replaced_versions);
 
 #[test]
 fn both_backends_have_the_same_migrations() {
@@ -120,7 +184,7 @@ fn both_backends_have_the_same_migrations() {
         v
     };
     assert_eq!(names("sqlite"), names("postgres"));
-    assert_eq!(names("sqlite").len(), 8);
+    assert_eq!(names("sqlite").len(), 9);
 }
 
 #[test]

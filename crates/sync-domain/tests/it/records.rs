@@ -59,9 +59,10 @@ async fn duplicate_keys_in_one_batch_keep_the_highest_version(db: Database) {
 }
 
 async fn large_batches_are_chunked(db: Database) {
+    // 3,000 records at version 2, their first versions in history.
     let rows: Vec<RecordRow> =
-        (1..=3_000).map(|i| record(T, ["task", "ticket"][i as usize % 2], &format!("r{i}"), 1, i)).collect();
-    let versions: Vec<_> = rows.iter().map(version_of).collect();
+        (1..=3_000).map(|i| record(T, ["task", "ticket"][i as usize % 2], &format!("r{i}"), 2, i)).collect();
+    let versions: Vec<_> = rows.iter().map(|r| version_of(&RecordRow { version: 1, ..r.clone() })).collect();
     let keys: Vec<RecordKey> = rows.iter().map(RecordRow::key).collect();
     db.write_tx(move |c| {
         store::upsert_records(c, &rows)?;
@@ -69,53 +70,59 @@ async fn large_batches_are_chunked(db: Database) {
     })
     .await
     .unwrap();
-    let wanted: Vec<(RecordKey, i64)> = keys.iter().map(|k| (k.clone(), 1)).collect();
+    // Both versions of each: the first from history, the current one from `records`.
+    let wanted: Vec<(RecordKey, i64)> = keys.iter().flat_map(|k| [(k.clone(), 1), (k.clone(), 2)]).collect();
     let (found, versions) = db
         .run(move |c| Ok((store::get_records(c, T, &keys)?, store::get_versions(c, T, &wanted)?)))
         .await
         .unwrap();
     assert_eq!(found.len(), 3_000);
-    assert_eq!(versions.len(), 3_000);
+    assert_eq!(versions.len(), 6_000);
+    assert!(versions.iter().all(|((key, version), row)| row.key() == *key && row.version == *version));
     let count = db.run(|c| store::count_after(c, T, 0, &PullFilter::default())).await.unwrap();
     assert_eq!(count, 3_000);
 }
 
 async fn stale_upserts_and_duplicate_versions_are_write_conflicts(db: Database) {
     let v1 = record(T, "task", "a", 1, 1);
-    let (a, b) = (v1.clone(), version_of(&v1));
+    let v2 = record(T, "task", "a", 2, 2);
+    let (a, b) = (v2.clone(), version_of(&v1));
     db.write_tx(move |c| {
         store::upsert_records(c, &[a])?;
         store::insert_versions(c, &[b])
     })
     .await
     .unwrap();
-    // The same version again in history: a concurrent writer got there first.
+    // The same superseded version again in history: a concurrent writer got there first.
     let again = version_of(&v1);
     let err = db.write_tx(move |c| store::insert_versions(c, &[again])).await.unwrap_err();
     assert!(matches!(err, Error::WriteConflict(_)), "{err}");
     assert!(err.is_retryable());
     if db.backend() == Backend::Postgres {
         // Not newer than the stored version: refused, nothing overwritten.
-        let mut stale = record(T, "task", "a", 1, 2);
+        let mut stale = record(T, "task", "a", 2, 3);
         stale.data = r#"{"title":"stale"}"#.into();
         let err = db.write_tx(move |c| store::upsert_records(c, &[stale])).await.unwrap_err();
         assert!(matches!(err, Error::WriteConflict(_)), "{err}");
         let found = db.run(|c| store::get_records(c, T, &[RecordKey::new("task", "a")])).await.unwrap();
-        assert_eq!(found[&RecordKey::new("task", "a")], v1);
+        assert_eq!(found[&RecordKey::new("task", "a")], v2);
     }
 }
 
 async fn versions_by_key_and_as_of_a_cursor(db: Database) {
-    // a: v1@1, v2@3, v3@5; b: v1@2; c: v1@6
-    let history = [
-        record(T, "task", "a", 1, 1),
-        record(T, "task", "b", 1, 2),
-        record(T, "task", "a", 2, 3),
-        record(T, "task", "a", 3, 5),
-        record(T, "ticket", "c", 1, 6),
-    ];
-    let versions: Vec<_> = history.iter().map(version_of).collect();
-    db.write_tx(move |c| store::insert_versions(c, &versions)).await.unwrap();
+    // a: v1@1, v2@3, v3@5 (current); b: v1@2 (current); c: v1@6 (current). History holds the
+    // superseded versions a1 and a2; the current ones are the records' rows.
+    let superseded = [record(T, "task", "a", 1, 1), record(T, "task", "a", 2, 3)];
+    let current =
+        vec![record(T, "task", "a", 3, 5), record(T, "task", "b", 1, 2), record(T, "ticket", "c", 1, 6)];
+    let versions: Vec<_> = superseded.iter().map(version_of).collect();
+    let rows = current.clone();
+    db.write_tx(move |c| {
+        store::insert_versions(c, &versions)?;
+        store::upsert_records(c, &rows)
+    })
+    .await
+    .unwrap();
 
     let a = RecordKey::new("task", "a");
     let wanted = vec![(a.clone(), 1), (a.clone(), 3), (a.clone(), 9), (RecordKey::new("task", "b"), 1)];
@@ -123,7 +130,8 @@ async fn versions_by_key_and_as_of_a_cursor(db: Database) {
     let mut got: Vec<_> = found.keys().map(|(k, v)| (k.mobile_id.clone(), *v)).collect();
     got.sort();
     assert_eq!(got, vec![("a".to_owned(), 1), ("a".to_owned(), 3), ("b".to_owned(), 1)]);
-    assert_eq!(found[&(a.clone(), 3)].seq, 5);
+    assert_eq!(found[&(a.clone(), 3)], current[0].to_version());
+    assert_eq!(found[&(a.clone(), 1)], version_of(&superseded[0]));
 
     // The whole history of the tenant, by record and version; another tenant's is apart.
     let elsewhere = version_of(&record("tenant-b", "task", "z", 1, 1));
@@ -135,11 +143,12 @@ async fn versions_by_key_and_as_of_a_cursor(db: Database) {
         vec![("task", "a", 1), ("task", "a", 2), ("task", "a", 3), ("task", "b", 1), ("ticket", "c", 1)]
     );
 
-    let keys = vec![a.clone(), RecordKey::new("task", "b"), RecordKey::new("ticket", "c")];
-    let as_of_4 = db.run(move |c| store::versions_as_of(c, T, &keys, 4)).await.unwrap();
+    // As of 4: a had moved on to v2 (history), b was at its current v1, c did not exist yet.
+    let as_of_4 = db.run(move |c| store::versions_as_of(c, T, &current, 4)).await.unwrap();
     assert_eq!(as_of_4[&a].version, 2);
     assert_eq!(as_of_4[&RecordKey::new("task", "b")].version, 1);
     assert!(!as_of_4.contains_key(&RecordKey::new("ticket", "c")));
+    assert_eq!(as_of_4.len(), 2);
 }
 
 async fn allocate_seqs_is_monotonic_per_tenant(db: Database) {
@@ -243,10 +252,10 @@ async fn purge_keeps_current_versions_and_marks_the_tenant(db: Database) {
     let c1 = record(T, "task", "c", 1, 6);
     let mut d1 = record(T, "task", "d", 1, 7);
     d1.deleted = true;
-    let history: Vec<_> = [&a1, &b1, &a2, &b2, &c1, &d1].into_iter().map(version_of).collect();
+    let history: Vec<_> = [&a1, &b1].into_iter().map(version_of).collect();
     let current = vec![a2.clone(), b2.clone(), c1.clone(), d1.clone()];
-    let other = record("tenant-b", "task", "a", 1, 1);
-    let other_history = vec![version_of(&other)];
+    let other = record("tenant-b", "task", "a", 2, 2);
+    let other_history = vec![version_of(&record("tenant-b", "task", "a", 1, 1))];
     db.write_tx(move |c| {
         store::insert_versions(c, &history)?;
         store::upsert_records(c, &current)?;
@@ -258,7 +267,8 @@ async fn purge_keeps_current_versions_and_marks_the_tenant(db: Database) {
 
     assert_eq!(db.run(|c| store::get_purge_mark(c, T)).await.unwrap(), 0);
     let stats = db.write_tx(|c| store::purge(c, T, 6, 99)).await.unwrap();
-    assert_eq!(stats, store::PurgeStats { tombstones: 1, versions: 3 });
+    // The tombstone b2 (seq 4) and the superseded a1, b1.
+    assert_eq!(stats, store::PurgeStats { tombstones: 1, versions: 2 });
     let keys = vec![
         RecordKey::new("task", "a"),
         RecordKey::new("task", "b"),
