@@ -420,7 +420,7 @@ pub(crate) fn record_envelope(row: &RecordRow) -> Result<RecordEnvelope> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
     use serde_json::{Map, Value};
 
@@ -428,7 +428,7 @@ mod tests {
     use crate::store::RecordRow;
 
     /// Any JSON value a record's field may hold: numbers of every kind, escapes, nesting.
-    fn json() -> impl Strategy<Value = Value> {
+    pub(crate) fn json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),

@@ -91,15 +91,86 @@ fn canonical_json(value: &Value, out: &mut Vec<u8>) {
 /// The hash that ties an idempotency key to one request: its device and changes.
 /// `client_time` is left out: it says when this try was sent (for the skew correction), so a
 /// retry carries a fresh one and is still the same request.
+///
+/// The hashed bytes are [`canonical_json`] of the request as a JSON value without
+/// `client_time`, written straight from the typed request: building that value first (a copy
+/// of every change's data) was three quarters of the hashing, 6 % of the server's CPU in a push
+/// benchmark. The bytes must not change, or a retry across an upgrade would no longer match
+/// its stored hash; a property test compares them with the value's.
 pub fn request_hash(request: &PushRequest) -> Result<String> {
-    let mut value =
-        serde_json::to_value(request).map_err(|e| Error::Internal(format!("serialising a push: {e}")))?;
-    if let Value::Object(fields) = &mut value {
-        fields.remove("client_time");
-    }
     let mut canonical = Vec::with_capacity(1024);
-    canonical_json(&value, &mut canonical);
+    canonical_request(request, &mut canonical)?;
     Ok(hex::encode(Sha256::digest(&canonical)))
+}
+
+/// The canonical JSON of `request` without `client_time`: each object's keys in sorted order,
+/// optional fields left out when absent (as serde leaves them out).
+fn canonical_request(request: &PushRequest, out: &mut Vec<u8>) -> Result<()> {
+    let PushRequest { device_id, client_time: _, changes } = request;
+    out.extend_from_slice(b"{\"changes\":[");
+    for (i, change) in changes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        canonical_change(change, out)?;
+    }
+    out.extend_from_slice(b"],\"device_id\":");
+    scalar_json(device_id, out)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// One change of [`canonical_request`]. Destructured without `..`, so that a new field of
+/// `Change` does not compile until it is hashed here too.
+fn canonical_change(change: &crate::protocol::Change, out: &mut Vec<u8>) -> Result<()> {
+    let crate::protocol::Change {
+        domain,
+        mobile_id,
+        base_version,
+        op,
+        data,
+        patch,
+        modified_at,
+        priority,
+        bu,
+    } = change;
+    let modified_at = modified_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| Error::Internal(format!("serialising a push: {e}")))?;
+    // The keys in sorted order.
+    out.extend_from_slice(b"{\"base_version\":");
+    scalar_json(base_version, out)?;
+    if let Some(bu) = bu {
+        out.extend_from_slice(b",\"bu\":");
+        scalar_json(bu, out)?;
+    }
+    if let Some(data) = data {
+        out.extend_from_slice(b",\"data\":");
+        canonical_json(data, out);
+    }
+    out.extend_from_slice(b",\"domain\":");
+    scalar_json(domain, out)?;
+    out.extend_from_slice(b",\"mobile_id\":");
+    scalar_json(mobile_id, out)?;
+    out.extend_from_slice(b",\"modified_at\":");
+    scalar_json(&modified_at, out)?;
+    out.extend_from_slice(b",\"op\":");
+    scalar_json(op, out)?;
+    if let Some(patch) = patch {
+        out.extend_from_slice(b",\"patch\":");
+        canonical_json(patch, out);
+    }
+    if let Some(priority) = priority {
+        out.extend_from_slice(b",\"priority\":");
+        scalar_json(priority, out)?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// A value that serialises to a JSON scalar, as `serde_json` writes it.
+fn scalar_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    serde_json::to_writer(out, value).map_err(|e| Error::Internal(format!("serialising a push: {e}")))
 }
 
 pub(crate) fn record_state(row: &RecordRow) -> Result<RecordState> {
@@ -655,4 +726,90 @@ fn conflict_row(
         resolved_at: None,
         resolved_by: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use sha2::{Digest, Sha256};
+    use time::{OffsetDateTime, UtcOffset};
+    use uuid::Uuid;
+
+    use super::{canonical_json, request_hash};
+    use crate::engine::pull::tests::json;
+    use crate::protocol::{Change, Op, PushRequest};
+
+    /// The hash as it was first computed: the request as a JSON value, `client_time` removed,
+    /// [`canonical_json`] of the rest. Stored idempotency records hold hashes made this way.
+    fn hash_of_value(request: &PushRequest) -> Option<String> {
+        let mut value = serde_json::to_value(request).ok()?;
+        if let serde_json::Value::Object(fields) = &mut value {
+            fields.remove("client_time");
+        }
+        let mut canonical = Vec::new();
+        canonical_json(&value, &mut canonical);
+        Some(hex::encode(Sha256::digest(&canonical)))
+    }
+
+    /// Mostly times RFC 3339 can write (years 0 to 9999, offsets in whole minutes), and some
+    /// it cannot (other years, offsets with seconds).
+    fn any_time() -> impl Strategy<Value = OffsetDateTime> {
+        let writable =
+            (-62_167_219_200_i64..253_402_300_799, -1_439..1_440_i32).prop_map(|(s, m)| (s, m * 60));
+        let any = (-377_705_116_800_i64..253_402_300_799, -86_399..86_400_i32);
+        (prop_oneof![9 => writable, 1 => any], 0..1_000_000_000_u32).prop_map(|((seconds, offset), nanos)| {
+            let utc = OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            let offset = UtcOffset::from_whole_seconds(offset).unwrap_or(UtcOffset::UTC);
+            (utc + time::Duration::nanoseconds(i64::from(nanos))).to_offset(offset)
+        })
+    }
+
+    fn any_change() -> impl Strategy<Value = Change> {
+        let op = prop_oneof![Just(Op::Upsert), Just(Op::Patch), Just(Op::Delete)];
+        let priority = prop::option::of(prop_oneof![
+            Just(sync_model::Priority::High),
+            Just(sync_model::Priority::Medium),
+            Just(sync_model::Priority::Low),
+        ]);
+        (
+            ("\\PC{0,12}", any::<u128>(), any::<i64>(), op),
+            (prop::option::of(json()), prop::option::of(json()), any_time(), priority),
+            prop::option::of("\\PC{0,8}"),
+        )
+            .prop_map(
+                |((domain, id, base_version, op), (data, patch, modified_at, priority), bu)| Change {
+                    domain,
+                    mobile_id: Uuid::from_u128(id),
+                    base_version,
+                    op,
+                    data,
+                    patch,
+                    modified_at,
+                    priority,
+                    bu,
+                },
+            )
+    }
+
+    proptest! {
+        /// The streamed hash is the hash of the value, byte for byte, for any request: an
+        /// idempotency key stored before the change still matches its retry after it. A
+        /// `modified_at` that RFC 3339 cannot write fails both ways. `client_time` is not
+        /// hashed; the value's way failed on one it could not write (never one read from the
+        /// wire, which is RFC 3339 text), the streamed way ignores it.
+        #[test]
+        fn the_streamed_hash_equals_the_hash_of_the_value(
+            device_id in "\\PC{1,16}",
+            client_time in prop::option::of(any_time()),
+            changes in prop::collection::vec(any_change(), 0..4),
+        ) {
+            let request = PushRequest { device_id, client_time, changes };
+            let untimed = PushRequest { client_time: None, ..request.clone() };
+            let hash = request_hash(&request).ok();
+            prop_assert_eq!(&hash, &hash_of_value(&untimed));
+            if let Some(timed) = hash_of_value(&request) {
+                prop_assert_eq!(hash, Some(timed));
+            }
+        }
+    }
 }
