@@ -19,7 +19,9 @@ use crate::{
     db::DbConnection,
     live::{CommitKind, Committed},
     micros,
-    protocol::{ChangeResult, ConflictSummary, Cursor, Outcome, PushRequest, PushResponse, RecordEnvelope},
+    protocol::{
+        Change, ChangeResult, ConflictSummary, Cursor, Outcome, PushRequest, PushResponse, RecordEnvelope,
+    },
     store::{self, ConflictRow, ConflictStatus, IdempotencyRow, Principal, RecordKey, RecordRow},
 };
 
@@ -122,18 +124,8 @@ fn canonical_request(request: &PushRequest, out: &mut Vec<u8>) -> Result<()> {
 
 /// One change of [`canonical_request`]. Destructured without `..`, so that a new field of
 /// `Change` does not compile until it is hashed here too.
-fn canonical_change(change: &crate::protocol::Change, out: &mut Vec<u8>) -> Result<()> {
-    let crate::protocol::Change {
-        domain,
-        mobile_id,
-        base_version,
-        op,
-        data,
-        patch,
-        modified_at,
-        priority,
-        bu,
-    } = change;
+fn canonical_change(change: &Change, out: &mut Vec<u8>) -> Result<()> {
+    let Change { domain, mobile_id, base_version, op, data, patch, modified_at, priority, bu } = change;
     let modified_at = modified_at
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| Error::Internal(format!("serialising a push: {e}")))?;

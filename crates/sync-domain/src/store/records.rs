@@ -481,9 +481,8 @@ fn superseded_versions(
 }
 
 /// Every retained version of a tenant's records (history and the current rows), ordered by
-/// record and version: for audits,
-/// and for the simulator's invariants (every acknowledged change is in the history, and no
-/// version was made twice).
+/// record and version: for audits, and for the simulator's invariants (every acknowledged
+/// change is in the history, and no version was made twice).
 pub fn tenant_history(conn: &mut DbConnection, tenant: &str) -> Result<Vec<VersionRow>> {
     let mut versions: Vec<VersionRow> = record_versions::table
         .filter(record_versions::tenant_id.eq(tenant))
@@ -505,7 +504,7 @@ pub fn tenant_history(conn: &mut DbConnection, tenant: &str) -> Result<Vec<Versi
 ///
 /// History: PostgreSQL: one statement, a probe of each key's versions from the newest down
 /// ([`by_key_sql`]). SQLite: two statements per 500 keys, the keys' retained version numbers
-/// and sequence numbers, then [`get_versions`] for the chosen ones; the `seq` bound is applied
+/// and sequence numbers, then the chosen versions; the `seq` bound is applied
 /// here rather than in SQL, since given `seq <= ?` the planner may take the `(tenant_id, seq)`
 /// index and read the tenant's whole history up to the cursor instead of probing the primary
 /// key for these records (measured: a 1000-record delta pull ran at a tenth of the speed of a
