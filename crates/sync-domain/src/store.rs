@@ -60,7 +60,7 @@ pub use records::{
     PriorityText, PullFilter, PurgeStats, RecordKey, RecordRow, VersionRow, allocate_seqs, by_key_sql,
     count_after, current_seq, estimate_after, explain_pull_page, get_purge_mark, get_records,
     get_records_for_update, get_versions, insert_versions, pull_page, purge, raw_upsert_baseline,
-    tenant_history, upsert_records, versions_as_of,
+    superseded_versions, tenant_history, upsert_records, versions_as_of,
 };
 pub use tenants::{
     ActiveToken, LAST_USED_RESOLUTION_MICROS, Principal, Role, TOKEN_PREFIX, TokenRow, UserRow,

@@ -396,7 +396,8 @@ fn load(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<Loaded> {
         .map(|(c, key)| (key.clone(), c.base_version))
         .collect();
     let mut history = HashMap::new();
-    for ((key, version), row) in store::get_versions(conn, tenant, &wanted)? {
+    // The current versions are `rows`; the bases that differ from them can only be in history.
+    for ((key, version), row) in store::superseded_versions(conn, tenant, &wanted)? {
         let state = versioned_state(&row.data, row.deleted, row.modified_at, &row.modified_by_device)?;
         history.insert((key, version), state);
     }

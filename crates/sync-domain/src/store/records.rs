@@ -414,13 +414,8 @@ pub fn get_records_for_update(
 }
 
 /// Loads the given versions, superseded ones from history and current ones from `records`
-/// (missing ones are absent from the map). A push asks only for versions its records have
-/// moved on from, so `records` is read only for what history lacks.
-///
-/// PostgreSQL: see [`by_key_sql`]. SQLite: one statement per 500 wanted versions, one `OR`
-/// branch per (domain, version) shared by their records (`tenant_id = ? AND domain = ? AND
-/// version = ? AND mobile_id IN (…)`): few branches for a typical push, and no row that was not
-/// asked for.
+/// (missing ones are absent from the map): [`superseded_versions`], then `records` for what
+/// history lacks.
 pub fn get_versions(
     conn: &mut DbConnection,
     tenant: &str,
@@ -441,8 +436,15 @@ pub fn get_versions(
     Ok(found)
 }
 
-/// [`get_versions`] from history alone.
-fn superseded_versions(
+/// Loads the given versions from history alone: for a caller that already holds the records'
+/// current rows and asks only for versions they have moved on from (a push's base versions),
+/// so that `records` is not read again. Missing ones are absent from the map.
+///
+/// PostgreSQL: see [`by_key_sql`]. SQLite: one statement per 500 wanted versions, one `OR`
+/// branch per (domain, version) shared by their records (`tenant_id = ? AND domain = ? AND
+/// version = ? AND mobile_id IN (…)`): few branches for a typical push, and no row that was not
+/// asked for.
+pub fn superseded_versions(
     conn: &mut DbConnection,
     tenant: &str,
     wanted: &[(RecordKey, i64)],
