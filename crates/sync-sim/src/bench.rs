@@ -1,8 +1,8 @@
 //! The end-to-end benchmark (`cargo xtask bench`): a real server process, loaded over HTTP
 //! by simulated devices in this process, on each backend.
 //!
-//! Cases: push throughput with 100-change batches at 1, 8 and 32 concurrent devices; the
-//! initial sync of a large tenant by a new device; an incremental pull with and without
+//! Cases: push throughput with 100-change batches at 1, 8 and 32 concurrent devices, and push
+//! latency with 32 devices paced at the backend's target rate; the initial sync of a large tenant by a new device; an incremental pull with and without
 //! deltas; write-to-pull latency (from a push's response to the change appearing in another
 //! device's pull), idle and with 8 devices pushing; and, next to them, the raw batched upsert
 //! of the same rows into the same database. For each: server CPU seconds and peak RSS.
@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::client::{SyncClient, Traffic};
-use crate::db::RawRecord;
+use crate::db::{Backend, RawRecord};
 use crate::error::{Error, Result};
 use crate::server::ServerProcess;
 use crate::stats::Latency;
@@ -34,6 +34,9 @@ pub struct BenchOptions {
     pub push_seconds: f64,
     /// Concurrent devices of the push-throughput cases.
     pub push_devices: Vec<usize>,
+    /// Devices of the paced push case, which offers each backend its target rate
+    /// ([`paced_rate`]) instead of pushing back to back.
+    pub paced_devices: usize,
     /// Records of the initial-sync tenant.
     pub initial_records: usize,
     /// Records changed before the incremental pull.
@@ -53,6 +56,7 @@ impl BenchOptions {
         BenchOptions {
             push_seconds: 10.0,
             push_devices: vec![1, 8, 32],
+            paced_devices: 32,
             initial_records: 100_000,
             incremental_records: 1_000,
             latency_samples: 500,
@@ -67,6 +71,7 @@ impl BenchOptions {
         BenchOptions {
             push_seconds: 1.0,
             push_devices: vec![1, 8],
+            paced_devices: 8,
             initial_records: 2_000,
             incremental_records: 200,
             latency_samples: 50,
@@ -91,6 +96,9 @@ pub struct ServerCost {
 #[derive(Debug, Clone, Serialize)]
 pub struct PushCase {
     pub devices: usize,
+    /// The rate the devices offered together in a paced case; `None` when they pushed back to
+    /// back.
+    pub offered_per_sec: Option<f64>,
     pub changes: u64,
     pub changes_per_sec: f64,
     pub latency: Latency,
@@ -113,6 +121,8 @@ pub struct PullCase {
 pub struct BackendResults {
     pub backend: String,
     pub push: Vec<PushCase>,
+    /// Push latency at the backend's target rate ([`paced_rate`]).
+    pub paced_push: PushCase,
     /// The same rows written by `store::raw_upsert_baseline`, 100 per transaction, one writer.
     pub raw_upsert_per_sec: f64,
     pub initial_sync: PullCase,
@@ -141,7 +151,8 @@ pub async fn run_backend(
         Ok(http.with_token(target.issuer.device(&tenant, user, None)?))
     };
 
-    let (push, raw_upsert_per_sec) = run_push(server, &tenant, options).await?;
+    let PushResults { cases: push, paced: paced_push, raw_upsert_per_sec } =
+        run_push(server, &tenant, options).await?;
 
     // A tenant of its own for the initial sync.
     let big = format!("{tenant}-big");
@@ -174,6 +185,7 @@ pub async fn run_backend(
     Ok(BackendResults {
         backend: server.backend().to_string(),
         push,
+        paced_push,
         raw_upsert_per_sec,
         initial_sync,
         incremental_delta,
@@ -189,23 +201,45 @@ pub fn new_tenant() -> String {
     format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8])
 }
 
-/// The push-throughput cases of `tenant` (one per entry of `options.push_devices`) and the raw
-/// baseline beside them.
-pub async fn run_push(
-    server: &ServerProcess,
-    tenant: &str,
-    options: &BenchOptions,
-) -> Result<(Vec<PushCase>, f64)> {
+/// The push cases of one backend.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushResults {
+    /// Devices pushing back to back, one case per entry of `BenchOptions::push_devices`.
+    pub cases: Vec<PushCase>,
+    /// The paced case.
+    pub paced: PushCase,
+    /// The raw baseline beside them.
+    pub raw_upsert_per_sec: f64,
+}
+
+/// The rate that issue 16 asks of a backend at 32 devices, in changes per second: what the
+/// paced case offers.
+pub fn paced_rate(backend: Backend) -> f64 {
+    match backend {
+        Backend::Sqlite => 20_000.0,
+        Backend::Postgres => 12_000.0,
+    }
+}
+
+/// The push cases of `tenant`: back to back (one per entry of `options.push_devices`), then
+/// paced at the backend's [`paced_rate`], then the raw baseline.
+pub async fn run_push(server: &ServerProcess, tenant: &str, options: &BenchOptions) -> Result<PushResults> {
     let target = server.target();
     let http = SyncClient::new(&target.base_url, "")?;
-    let mut push = Vec::new();
+    let clients = |devices: usize, name: &str| {
+        (0..devices)
+            .map(|i| Ok(http.with_token(target.issuer.device(tenant, &format!("{name}{i}"), None)?)))
+            .collect::<Result<Vec<_>>>()
+    };
+    let duration = Duration::from_secs_f64(options.push_seconds);
+    let mut cases = Vec::new();
     for &devices in &options.push_devices {
-        let clients = (0..devices)
-            .map(|i| Ok(http.with_token(target.issuer.device(tenant, &format!("pusher{i}"), None)?)))
-            .collect::<Result<Vec<_>>>()?;
-        push.push(measure_push(server, clients, Duration::from_secs_f64(options.push_seconds)).await?);
+        cases.push(measure_push(server, clients(devices, "pusher")?, "pusher", duration, None).await?);
     }
-    Ok((push, raw_baseline(server, 200).await?))
+    let rate = Some(paced_rate(server.backend()));
+    let paced =
+        measure_push(server, clients(options.paced_devices, "paced")?, "paced", duration, rate).await?;
+    Ok(PushResults { cases, paced, raw_upsert_per_sec: raw_baseline(server, 200).await? })
 }
 
 /// The initial sync of `tenant` (seeded by 8 devices with `options.initial_records` records)
@@ -279,16 +313,25 @@ fn cost_since(server: &ServerProcess, before: (Option<f64>, Option<f64>)) -> Ser
     }
 }
 
-/// Each client pushes 100 new records per request, back to back, for `duration`.
+/// Each client pushes 100 new records per request for `duration`: back to back, or, with
+/// `paced`, at its share of that many changes per second.
+///
+/// Paced devices push at fixed times, staggered over the interval, and a push's latency runs
+/// from the time it was due, not from when it was sent: a device held up by a slow answer
+/// sends its next push late, and that wait counts (no coordinated omission).
 async fn measure_push(
     server: &ServerProcess,
     clients: Vec<SyncClient>,
+    name: &str,
     duration: Duration,
+    paced: Option<f64>,
 ) -> Result<PushCase> {
     server.reset_peak_rss();
     let cpu = cpu_now(server);
     let devices = clients.len();
     let run = Uuid::new_v4().simple().to_string();
+    // Each device's time between pushes.
+    let interval = paced.map(|rate| Duration::from_secs_f64(devices as f64 * BATCH as f64 / rate));
     let started = Instant::now();
     let deadline = started + duration;
     let handles: Vec<_> = clients
@@ -296,14 +339,31 @@ async fn measure_push(
         .enumerate()
         .map(|(i, client)| {
             let run = run.clone();
+            let device_id = format!("{name}{i}");
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut n = 0_u64;
-                while Instant::now() < deadline {
+                let mut due = started
+                    + interval.map_or(Duration::ZERO, |every| every.mul_f64(i as f64 / devices as f64));
+                while due < deadline {
+                    if interval.is_some() {
+                        tokio::time::sleep_until(due.into()).await;
+                    }
                     let changes = (0..BATCH).map(|_| new_change(Uuid::new_v4())).collect();
-                    let request = PushRequest { device_id: format!("pusher{i}"), client_time: None, changes };
-                    let reply = client.push(&format!("p{run}-{i}-{n}"), &request).await?;
-                    latencies.push(u64::try_from(reply.latency.as_micros()).unwrap_or(u64::MAX));
+                    let request = PushRequest { device_id: device_id.clone(), client_time: None, changes };
+                    let reply = client.push(&format!("p{run}-{device_id}-{n}"), &request).await?;
+                    let latency = match interval {
+                        Some(every) => {
+                            let latency = due.elapsed();
+                            due += every;
+                            latency
+                        }
+                        None => {
+                            due = Instant::now();
+                            reply.latency
+                        }
+                    };
+                    latencies.push(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
                     n += 1;
                 }
                 Ok::<_, Error>(latencies)
@@ -318,6 +378,7 @@ async fn measure_push(
     let changes = latencies.len() as u64 * BATCH as u64;
     Ok(PushCase {
         devices,
+        offered_per_sec: paced,
         changes,
         changes_per_sec: changes as f64 / seconds,
         latency: Latency::of(&latencies),
@@ -485,9 +546,13 @@ async fn raw_baseline(server: &ServerProcess, batches: usize) -> Result<f64> {
 const PUSH_HEADER: &str = "| backend | devices | changes/s | p50 ms | p99 ms | server CPU s | server CPU s per 10k | PostgreSQL CPU s per 10k | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|";
 const PULL_HEADER: &str = "| backend | case | records | records/s | wire bytes | JSON bytes | saved | server CPU s | peak RSS MiB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|";
 
-/// The push table's rows of one backend, its raw baseline last.
-fn push_rows(out: &mut String, backend: &str, cases: &[PushCase], raw_upsert_per_sec: f64) {
-    for c in cases {
+/// The push table's rows of one backend: back to back, paced, and its raw baseline last.
+fn push_rows(out: &mut String, backend: &str, cases: &[PushCase], paced: &PushCase, raw_upsert_per_sec: f64) {
+    for c in cases.iter().chain([paced]) {
+        let devices = match c.offered_per_sec {
+            Some(rate) => format!("{}, paced at {rate:.0}/s", c.devices),
+            None => c.devices.to_string(),
+        };
         let per_10k = |seconds: f64| {
             if seconds.is_nan() {
                 "–".to_owned()
@@ -497,8 +562,7 @@ fn push_rows(out: &mut String, backend: &str, cases: &[PushCase], raw_upsert_per
         };
         let _ = writeln!(
             out,
-            "| {backend} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {:.0} |",
-            c.devices,
+            "| {backend} | {devices} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} | {:.0} |",
             c.changes_per_sec,
             c.latency.p50_ms,
             c.latency.p99_ms,
@@ -527,9 +591,9 @@ fn pull_row(out: &mut String, backend: &str, name: &str, c: &PullCase) {
 }
 
 /// The push cases alone, as a table (`sync-sim bench --only push`).
-pub fn push_lines(out: &mut String, backend: &str, cases: &[PushCase], raw_upsert_per_sec: f64) {
+pub fn push_lines(out: &mut String, backend: &str, push: &PushResults) {
     let _ = writeln!(out, "{PUSH_HEADER}");
-    push_rows(out, backend, cases, raw_upsert_per_sec);
+    push_rows(out, backend, &push.cases, &push.paced, push.raw_upsert_per_sec);
 }
 
 /// One pull case alone, as a table (`sync-sim bench --only initial-sync`).
@@ -554,9 +618,18 @@ pub fn markdown(results: &[BackendResults], machine: &str, date: &str, options: 
         "### Push throughput ({BATCH}-change batches of new records, {}s per case)\n",
         options.push_seconds
     );
+    let _ = writeln!(
+        out,
+        "Each device waits for its answer before it pushes again. Back to back, the devices \
+         saturate the server, and latency is the time a push queues behind the others (at 32 \
+         devices, 32 × {BATCH} changes / throughput on average). Paced, the devices push at fixed, \
+         staggered times that add up to the rate given (issue 16's target of the backend), and a \
+         push's latency runs from the time it was due, so a late answer also delays the next \
+         push and that wait counts.\n"
+    );
     let _ = writeln!(out, "{PUSH_HEADER}");
     for r in results {
-        push_rows(&mut out, &r.backend, &r.push, r.raw_upsert_per_sec);
+        push_rows(&mut out, &r.backend, &r.push, &r.paced_push, r.raw_upsert_per_sec);
     }
     let _ = writeln!(out, "\n### Pulls (1000 records a page, gzip accepted)\n");
     let _ = writeln!(out, "{PULL_HEADER}");

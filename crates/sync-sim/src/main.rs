@@ -332,8 +332,8 @@ async fn bench(args: BenchArgs) -> Result<bool> {
             let mut out = String::new();
             match cases {
                 BenchCases::Push => {
-                    let (push, raw) = bench::run_push(&server, &tenant, &options).await?;
-                    bench::push_lines(&mut out, &name, &push, raw);
+                    let push = bench::run_push(&server, &tenant, &options).await?;
+                    bench::push_lines(&mut out, &name, &push);
                 }
                 BenchCases::InitialSync => {
                     let (case, _, _) = bench::run_initial_sync(&server, &tenant, &options).await?;
