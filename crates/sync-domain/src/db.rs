@@ -751,14 +751,18 @@ impl Manager {
         // multi-row upsert in a transaction needs one) stay in memory instead of a temporary
         // file, and each connection caches 16 MiB of pages instead of SQLite's 2 MiB: together
         // about a third more pushes per second in `cargo xtask bench`. The committing writer
-        // copies the WAL back into the database once it holds `wal_autocheckpoint` pages: at
-        // SQLite's 1,000 (4 MiB) that was a fifth of the server's CPU under a push load (perf),
-        // rewriting the same hot index pages over and over; 8,192 (32 MiB) copies each of them
-        // once per eight times as many commits.
+        // copies the WAL back into the database (and syncs it) once it holds
+        // `wal_autocheckpoint` pages, while every other writer waits: SQLite's 1,000 (4 MiB).
+        // With group commit a commit writes hundreds to thousands of pages, so at 1,000 nearly
+        // every commit copies its own pages, a short and even pause; 8,192 (32 MiB) gave up to
+        // a fifth more pushes per second at saturation, but every few commits one long pause
+        // that the pushes queued behind: a p99 four times as long at a steady 20,000 changes/s
+        // (docs/benchmarks.md, "WAL checkpoint size and the push tail"). It also bounds what
+        // `synchronous = NORMAL` can lose to a power cut: the commits since the last checkpoint.
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384; \
-             PRAGMA wal_autocheckpoint = 8192;",
+             PRAGMA wal_autocheckpoint = 1000;",
             self.busy_timeout.as_millis()
         ))
         .map_err(E::QueryError)?;
