@@ -2,10 +2,11 @@
 //! by simulated devices in this process, on each backend.
 //!
 //! Cases: push throughput with 100-change batches at 1, 8 and 32 concurrent devices, and push
-//! latency with 32 devices paced at the backend's target rate; the initial sync of a large tenant by a new device; an incremental pull with and without
-//! deltas; write-to-pull latency (from a push's response to the change appearing in another
-//! device's pull), idle and with 8 devices pushing; and, next to them, the raw batched upsert
-//! of the same rows into the same database. For each: server CPU seconds and peak RSS.
+//! latency with 32 devices paced at the backend's target rate; the initial sync of a large
+//! tenant by a new device; an incremental pull with and without deltas; write-to-pull latency
+//! (from a push's response to the change appearing in another device's pull), idle and with 8
+//! devices pushing; and, next to them, the raw batched upsert of the same rows into the same
+//! database. For each: server CPU seconds and peak RSS.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
