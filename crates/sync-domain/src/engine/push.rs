@@ -2,12 +2,13 @@
 //! commit, see [`crate::Database::write_grouped`]), exactly once per idempotency key, one
 //! outcome per change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sync_conflict::{EffectivePolicy, RecordState, Resolution, TenantPolicy};
 use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
 
 use super::{
     SyncEngine,
@@ -427,6 +428,16 @@ fn load(conn: &mut DbConnection, ctx: &PushContext<'_>) -> Result<Loaded> {
 fn plan(ctx: &PushContext<'_>, loaded: Loaded, skew: Duration) -> Plan {
     let Loaded { mut current, mut history, overrides, .. } = loaded;
     let request = ctx.request;
+    // The records that more than one change of this push names: only there does a later change
+    // need to see the version an earlier one wrote (a push of new records has none, and copying
+    // every written state for nothing was 3 % of the group-commit leader's time).
+    let mut named = HashSet::with_capacity(request.changes.len());
+    let repeated: HashSet<(&str, Uuid)> = request
+        .changes
+        .iter()
+        .map(|c| (c.domain.as_str(), c.mobile_id))
+        .filter(|key| !named.insert(*key))
+        .collect();
     let mut plan = Plan {
         results: Vec::with_capacity(request.changes.len()),
         writes: Vec::new(),
@@ -468,14 +479,16 @@ fn plan(ctx: &PushContext<'_>, loaded: Loaded, skew: Duration) -> Plan {
         }
         if let Some(write) = write {
             // Later changes of this push to the same record see this version.
-            let next = Current {
-                version: write.version,
-                state: write.state.clone(),
-                bu: write.bu.clone(),
-                priority: write.priority,
-            };
-            if let Some(previous) = current.insert(key.clone(), next) {
-                history.insert((key.clone(), previous.version), previous.state);
+            if repeated.contains(&(change.domain.as_str(), change.mobile_id)) {
+                let next = Current {
+                    version: write.version,
+                    state: write.state.clone(),
+                    bu: write.bu.clone(),
+                    priority: write.priority,
+                };
+                if let Some(previous) = current.insert(key.clone(), next) {
+                    history.insert((key.clone(), previous.version), previous.state);
+                }
             }
             plan.writes.push((key, write));
         }
